@@ -1,0 +1,165 @@
+"""Turns one input file into the stored image: an RGB baseline JPEG, or a rejection.
+
+Bytes pass through untouched when they already are what every decoder downstream
+(nvJPEG, libjpeg-turbo in DALI, PIL) reads the same way: an 8-bit, 3-component, baseline,
+upright JPEG whose segments are well formed. Everything else is decoded with PIL,
+made upright and RGB, and re-encoded.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_EXTENSIONS = frozenset(
+    ".jpg .jpeg .jpe .jfif .png .bmp .tif .tiff .webp .gif .ppm .pgm .pbm .pnm".split()
+)
+
+_SOF_BASELINE = 0xC0
+_EXIF_ORIENTATION = 0x0112
+
+
+@dataclass(frozen=True)
+class JpegHeader:
+    sof_marker: int
+    precision: int
+    components: int
+    width: int
+    height: int
+    has_adobe: bool  # APP14: colour transform flags that decoders disagree on
+    exif: bytes | None  # APP1 Exif payload, read only for its orientation
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A worker's answer for one input: the stored JPEG, or why there is none."""
+
+    jpeg: bytes | None
+    original_size: tuple[int, int] | None  # (width, height), upright
+    stored_size: tuple[int, int] | None
+    conversion: str | None  # why the bytes were re-encoded; None: passed through
+    rejection: str | None
+
+
+def read_jpeg_header(data: bytes) -> JpegHeader | None:
+    """Strict walk over the segments before the scan; None if anything is off.
+
+    PIL skips junk between segments that DALI's JPEG parser refuses ("Invalid marker"),
+    so a lenient parser cannot decide pass-through: this walk accepts only
+    well-formed marker sequences.
+    """
+    if len(data) < 4 or data[0] != 0xFF or data[1] != 0xD8:
+        return None
+    pos, sof, has_adobe, exif = 2, None, False, None
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte, allowed before a marker
+            pos += 1
+            continue
+        if 0xD0 <= marker <= 0xD7 or marker in (0x01, 0xD8):
+            return None  # restart markers or a second SOI cannot appear before the scan
+        (length,) = struct.unpack_from(">H", data, pos + 2)
+        if length < 2 or pos + 2 + length > len(data):
+            return None
+        payload = data[pos + 4 : pos + 2 + length]
+        if marker == 0xDA:  # start of scan: the header is complete
+            if sof is None:
+                return None
+            marker_, precision, height, width, components = sof
+            return JpegHeader(marker_, precision, components, width, height, has_adobe, exif)
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            if len(payload) < 6:
+                return None
+            precision, height, width, components = struct.unpack_from(">BHHB", payload)
+            sof = (marker, precision, height, width, components)
+        elif marker == 0xEE and payload.startswith(b"Adobe"):
+            has_adobe = True
+        elif marker == 0xE1 and payload.startswith(b"Exif\x00\x00"):
+            exif = payload[6:]
+        pos += 2 + length
+    return None
+
+
+def exif_orientation(exif_payload: bytes | None) -> int:
+    if not exif_payload:
+        return 1
+    try:
+        exif = Image.Exif()
+        exif.load(exif_payload)
+        return int(exif.get(_EXIF_ORIENTATION, 1))
+    except Exception:  # unreadable EXIF: treat as upright, as decoders do
+        return 1
+
+
+def passthrough_blocker(data: bytes, header: JpegHeader | None, max_side: int | None) -> str | None:
+    """Why these bytes cannot be stored as they are; None when they can."""
+    if header is None:
+        return "not a well-formed JPEG"
+    if header.sof_marker != _SOF_BASELINE:
+        return f"JPEG SOF marker 0x{header.sof_marker:02X} is not baseline"
+    if header.precision != 8:
+        return f"{header.precision}-bit JPEG"
+    if header.components != 3:
+        return f"{header.components}-component JPEG"
+    if header.has_adobe:
+        return "JPEG with an Adobe APP14 colour transform"
+    if (orientation := exif_orientation(header.exif)) != 1:
+        return f"EXIF orientation {orientation}"
+    if not data.endswith(b"\xff\xd9"):
+        return "JPEG does not end with an EOI marker"
+    if max_side and max(header.width, header.height) > max_side:
+        return f"larger than --max-side {max_side}"
+    return None
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # choice: 16-bit PNG/TIFF keep their top 8 bits; PIL's convert("RGB") would clip.
+        array = np.asarray(image, dtype=np.uint32) >> 8
+        image = Image.fromarray(array.astype(np.uint8), mode="L")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        # choice: composite transparency on white, so that cut-outs do not turn black.
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(canvas, rgba)
+    return image.convert("RGB")
+
+
+def prepare_image(data: bytes, *, max_side: int | None, quality: int, full_check: bool) -> Prepared:
+    """Decides pass-through or conversion for one file's bytes. Never raises for bad input."""
+    if not data:
+        return Prepared(None, None, None, None, "empty file")
+    header = read_jpeg_header(data)
+    blocker = passthrough_blocker(data, header, max_side)
+    if blocker is None:
+        size = (header.width, header.height)
+        if full_check:
+            try:
+                with Image.open(io.BytesIO(data)) as image:
+                    image.load()
+            except Exception as e:
+                return Prepared(None, None, None, None, f"undecodable JPEG: {e}")
+        return Prepared(data, size, size, None, None)
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            upright = ImageOps.exif_transpose(image)
+            rgb = _to_rgb(upright)
+    except UnidentifiedImageError:
+        return Prepared(None, None, None, None, "undecodable: not an image format PIL can read, or its header is damaged")
+    except Exception as e:
+        return Prepared(None, None, None, None, f"undecodable: {type(e).__name__}: {e}")
+    original_size = rgb.size
+    if max_side and max(rgb.size) > max_side:
+        scale = max_side / max(rgb.size)
+        new_size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
+        rgb = rgb.resize(new_size, Image.Resampling.BICUBIC, reducing_gap=3.0)
+    buffer = io.BytesIO()
+    rgb.save(buffer, format="JPEG", quality=quality, progressive=False, optimize=False)
+    return Prepared(buffer.getvalue(), original_size, rgb.size, blocker, None)

@@ -1,0 +1,165 @@
+"""Checks a sharded dataset end to end: hashes, indices, counts, ids and every image.
+
+Images are decoded with DALI's CPU decoder, the decoder the loaders use, so a dataset
+that verifies is one the pipelines can read. DALI fails a whole batch on one bad image;
+a failed batch is decoded again one image at a time to name the culprit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tarfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from viewkit.shards import format as fmt
+
+
+@dataclass(frozen=True)
+class Problem:
+    shard: str
+    key: str | None
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.shard}{':' + self.key if self.key else ''}: {self.message}"
+
+
+class _DaliDecoder:
+    """Decodes a batch of encoded images with DALI on the CPU; per-image errors."""
+
+    def __init__(self, batch_size: int, threads: int):
+        self.batch_size, self.threads = batch_size, threads
+        self._pipes = {}
+
+    def _pipe(self, batch_size: int):
+        if batch_size not in self._pipes:
+            from nvidia.dali import fn, pipeline_def, types
+
+            @pipeline_def(batch_size=batch_size, num_threads=self.threads, device_id=None,
+                          prefetch_queue_depth=1, exec_dynamic=True)
+            def decode():
+                encoded = fn.external_source(name="encoded", dtype=types.UINT8)
+                return fn.decoders.image(encoded, device="cpu", output_type=types.RGB).shape()
+
+            self._pipes[batch_size] = decode()
+            self._pipes[batch_size].build()
+        return self._pipes[batch_size]
+
+    def _run(self, encoded: list[np.ndarray]) -> list[tuple[int, ...]]:
+        pipe = self._pipe(len(encoded))
+        pipe.feed_input("encoded", encoded)
+        (shapes,) = pipe.run()
+        return [tuple(int(v) for v in np.asarray(shapes[i])) for i in range(len(encoded))]
+
+    def shapes(self, encoded: list[np.ndarray]) -> list[tuple[int, ...] | str]:
+        """Decoded HWC shape per image, or the decoder's error message."""
+        try:
+            return self._run(encoded)
+        except RuntimeError:
+            self._pipes.pop(len(encoded), None)  # a pipeline that failed is not reused
+        answers = []
+        for one in encoded:
+            try:
+                answers.append(self._run([one])[0])
+            except RuntimeError as e:
+                self._pipes.pop(1, None)
+                answers.append(str(e).strip().splitlines()[0][:200])
+        return answers
+
+
+def _tar_members(path: Path) -> list[tuple[str, int, int]]:
+    with tarfile.open(path, "r:") as tar:
+        return [(m.name, m.offset_data, m.size) for m in tar.getmembers() if m.isfile()]
+
+
+def _check_shard(root: Path, shard: dict, decoder: _DaliDecoder, problems: list[Problem], seen_ids: list[int], bar) -> None:
+    tar_path, index_path = root / shard["tar"], root / shard["index"]
+    for path in (tar_path, index_path):
+        if not path.exists():
+            problems.append(Problem(shard["tar"], None, f"missing file {path}"))
+            return
+    if fmt.sha256_file(tar_path) != shard["sha256"]:
+        problems.append(Problem(shard["tar"], None, "sha256 differs from the manifest"))
+    if fmt.sha256_file(index_path) != shard["index_sha256"]:
+        problems.append(Problem(shard["index"], None, "sha256 differs from the manifest"))
+    try:
+        index = fmt.parse_index(index_path)
+        members = _tar_members(tar_path)
+    except (ValueError, tarfile.TarError) as e:
+        problems.append(Problem(shard["tar"], None, f"unreadable: {e}"))
+        return
+    indexed = [(name, offset, size) for sample in index for (_, offset, size, name) in sample]
+    if indexed != members:
+        mismatch = next((i for i, (a, b) in enumerate(zip(indexed, members)) if a != b), min(len(indexed), len(members)))
+        problems.append(Problem(shard["index"], None, f"index does not match the tar from entry {mismatch} on (stale index?)"))
+        return
+    if len(index) != shard["samples"]:
+        problems.append(Problem(shard["tar"], None, f"{len(index)} samples, manifest says {shard['samples']}"))
+    with open(tar_path, "rb") as f:
+        def read(offset, size):
+            f.seek(offset)
+            return f.read(size)
+
+        batch = []
+        for sample in index:
+            components = {ext: read(offset, size) for ext, offset, size, _ in sample}
+            key = sample[0][3].split(".", 1)[0]
+            missing = {fmt.IMAGE, fmt.CLASS_TEXT, fmt.METADATA, fmt.SAMPLE_ID, fmt.LABEL} - components.keys()
+            if missing:
+                problems.append(Problem(shard["tar"], key, f"missing components {sorted(missing)}"))
+                continue
+            meta = json.loads(components[fmt.METADATA])
+            sample_id = int(np.frombuffer(components[fmt.SAMPLE_ID], "<i8")[0])
+            label = int(np.frombuffer(components[fmt.LABEL], "<i8")[0])
+            if not (sample_id == meta["id"] and key == fmt.sample_key(sample_id)):
+                problems.append(Problem(shard["tar"], key, f"id {sample_id} disagrees with key or json ({meta['id']})"))
+            if not (label == meta["label"] == int(components[fmt.CLASS_TEXT])):
+                problems.append(Problem(shard["tar"], key, "label.i64, cls and json label disagree"))
+            if zlib.crc32(components[fmt.IMAGE]) != meta["image_crc32"]:
+                problems.append(Problem(shard["tar"], key, "image bytes differ from their crc32 in the json"))
+            seen_ids.append(sample_id)
+            batch.append((key, meta, np.frombuffer(components[fmt.IMAGE], np.uint8)))
+            if len(batch) == decoder.batch_size:
+                _decode_batch(shard["tar"], batch, decoder, problems, bar)
+                batch = []
+        if batch:
+            _decode_batch(shard["tar"], batch, decoder, problems, bar)
+
+
+def _decode_batch(shard_name: str, batch, decoder: _DaliDecoder, problems: list[Problem], bar) -> None:
+    for (key, meta, _), shape in zip(batch, decoder.shapes([encoded for _, _, encoded in batch])):
+        if isinstance(shape, str):
+            problems.append(Problem(shard_name, key, f"DALI cannot decode the image: {shape}"))
+        elif [shape[1], shape[0]] != meta["stored_size"] or shape[2] != 3:
+            problems.append(Problem(shard_name, key, f"decoded shape {shape}, json says {meta['stored_size']} RGB"))
+    bar.update(len(batch))
+
+
+def verify_dataset(root: str | os.PathLike, *, progress: bool = True, threads: int = 0, batch_size: int = 64) -> list[Problem]:
+    """Every problem found; an empty list means the dataset is sound."""
+    manifest = fmt.read_manifest(root)
+    root = Path(manifest["root"])
+    problems: list[Problem] = []
+    seen_ids: list[int] = []
+    decoder = _DaliDecoder(batch_size, threads or os.cpu_count() or 1)
+    with tqdm(total=manifest["num_samples"], unit="img", desc="verify", disable=not progress) as bar:
+        for shard in manifest["shards"]:
+            _check_shard(root, shard, decoder, problems, seen_ids, bar)
+    total = sum(s["samples"] for s in manifest["shards"])
+    if total != manifest["num_samples"]:
+        problems.append(Problem(fmt.MANIFEST_NAME, None, f"shards hold {total} samples, num_samples is {manifest['num_samples']}"))
+    if sorted(seen_ids) != list(range(manifest["num_samples"])):
+        problems.append(Problem(fmt.MANIFEST_NAME, None, "sample ids are not exactly 0..num_samples-1, each once"))
+    rejected_path = root / fmt.REJECTED_NAME
+    rejected = len(rejected_path.read_text().splitlines()) if rejected_path.exists() else None
+    if rejected != manifest["num_rejected"]:
+        problems.append(Problem(fmt.REJECTED_NAME, None, f"{rejected} lines, manifest says {manifest['num_rejected']} rejected"))
+    if manifest["num_samples"] + manifest["num_rejected"] != manifest["num_inputs"]:
+        problems.append(Problem(fmt.MANIFEST_NAME, None, "written + rejected != inputs"))
+    return problems

@@ -1,0 +1,40 @@
+"""`viewkit` command line: one module per command, dispatched from a dict of names."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from viewkit.tools import demo, info, shard, verify
+
+COMMANDS = {
+    "shard": shard,
+    "verify": verify,
+    "info": info,
+    "demo": demo,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="viewkit", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, module in COMMANDS.items():
+        summary = module.__doc__.strip().splitlines()[0]
+        sub = commands.add_parser(name, help=summary, description=module.__doc__,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(sub)
+        sub.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args) or 0
+    except (FileNotFoundError, FileExistsError, ValueError) as e:
+        print(f"viewkit {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""Summarise a sharded dataset from its manifest.
+
+    viewkit info OUT
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from viewkit.shards.format import read_manifest
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("out", help="dataset folder (holding dataset.json)")
+
+
+def describe(manifest: dict) -> str:
+    shards = manifest["shards"]
+    total_bytes = sum(s["bytes"] for s in shards)
+    classes = manifest["classes"]
+    class_names = ", ".join(str(c["name"]) for c in classes[:6]) + (" ..." if len(classes) > 6 else "")
+    lines = [
+        f"dataset    {manifest['root']}",
+        f"format     {manifest['format']} v{manifest['version']} from {manifest['source']}, split {manifest['split']!r}",
+        f"samples    {manifest['num_samples']} of {manifest['num_inputs']} inputs ({manifest['num_rejected']} rejected)",
+        f"shards     {len(shards)} x {manifest['samples_per_shard']} samples, {total_bytes / 1e6:.1f} MB",
+        f"classes    {len(classes)}" + (f": {class_names}" if classes else ""),
+        f"components {', '.join(manifest['components'])}",
+        f"options    {', '.join(f'{k}={v}' for k, v in sorted(manifest['options'].items()))}",
+    ]
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    print(describe(read_manifest(args.out)))
+    return 0

@@ -1,0 +1,80 @@
+"""Write ImageNet, COCO or an image folder as shuffled WebDataset shards with DALI indices.
+
+    viewkit shard imagenet SRC OUT --split train        # SRC/train/<wnid>/*.JPEG
+    viewkit shard imagenet SRC OUT --split val --labels LOC_val_solution.csv
+    viewkit shard coco IMAGES OUT --annotations instances_train2017.json
+    viewkit shard folder SRC OUT                       # SRC/<class>/* or a flat folder
+
+Writes OUT/<split>-NNNNNN.{tar,idx}, OUT/dataset.json and OUT/rejected.jsonl. A run that
+was killed resumes when started again with the same arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from viewkit.shards import sources
+from viewkit.shards.writer import ShardOptions, write_dataset
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", choices=["imagenet", "coco", "folder"], help="input layout")
+    parser.add_argument("src", help="input folder (COCO: the images folder)")
+    parser.add_argument("out", help="output folder")
+    parser.add_argument("--split", default=None, help="ImageNet split folder (train|val); shard name prefix")
+    parser.add_argument("--labels", help="ImageNet flat val: LOC_val_solution.csv or 'filename label' lines")
+    parser.add_argument("--annotations", help="COCO instances JSON; without it, images only")
+    parser.add_argument("--shard-size", type=int, default=1_000_000_000, help="bytes per shard (target; default 1 GB)")
+    parser.add_argument("--shard-samples", type=int, help="samples per shard (overrides --shard-size)")
+    parser.add_argument("--max-side", type=int, help="downscale images whose longest side is larger (re-encodes)")
+    parser.add_argument("--quality", type=int, default=90, help="JPEG quality of re-encoded images (default 90)")
+    parser.add_argument("--workers", type=int, default=0, help="decoding processes (default: all cores)")
+    parser.add_argument("--seed", type=int, default=0, help="global shuffle seed (default 0)")
+    parser.add_argument("--full-check", action="store_true",
+                        help="also decode pass-through JPEGs while sharding (verify decodes all anyway)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier dataset in OUT")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def build_args(argv: list[str]) -> argparse.Namespace:
+    """Parses `viewkit shard` arguments, for callers that shard from Python (demo, tests)."""
+    parser = argparse.ArgumentParser(prog="viewkit shard")
+    add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def shard(args: argparse.Namespace) -> dict:
+    if args.source == "imagenet":
+        split = args.split or "train"
+        listing = sources.imagenet_items(args.src, split, args.labels)
+    elif args.source == "coco":
+        split = args.split or "train"
+        listing = sources.coco_items(args.src, args.annotations)
+    else:
+        split = args.split or "data"
+        listing = sources.folder_items(args.src)
+    options = ShardOptions(shard_size=args.shard_size, shard_samples=args.shard_samples, max_side=args.max_side,
+                           quality=args.quality, workers=args.workers, seed=args.seed, full_check=args.full_check)
+    return write_dataset(listing, args.out, split=split, options=options, overwrite=args.overwrite,
+                         progress=not args.quiet)
+
+
+def summary_line(manifest: dict, out: str) -> str:
+    total_bytes = sum(s["bytes"] for s in manifest["shards"])
+    line = (f"{out}: {manifest['num_samples']} written, {manifest['num_rejected']} rejected, "
+            f"{len(manifest['shards'])} shards, {total_bytes / 1e6:.1f} MB")
+    if "seconds" in manifest:
+        seconds = manifest["seconds"]
+        line += f", {seconds:.1f} s ({manifest['num_inputs'] / max(seconds, 1e-9):.0f} inputs/s)"
+    if manifest.get("already_complete"):
+        line += " (already complete: nothing to do)"
+    return line
+
+
+def run(args: argparse.Namespace) -> int:
+    manifest = shard(args)
+    print(summary_line(manifest, args.out))
+    if manifest["num_rejected"]:
+        print(f"rejections with reasons: {os.path.join(args.out, 'rejected.jsonl')}")
+    return 0
