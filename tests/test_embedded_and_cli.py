@@ -1,0 +1,63 @@
+"""The embedded default dataset and the command line around it."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from viewkit.datasets.embedded import CLASSES, shape_mask, write_embedded_dataset
+from viewkit.tools.cli import main
+
+
+def test_scenes_are_deterministic_and_balanced(tmp_path):
+    a = write_embedded_dataset(tmp_path / "a", num_images=12, seed=3)
+    b = write_embedded_dataset(tmp_path / "b", num_images=12, seed=3)
+    files_a = sorted(Path(a["images"]).rglob("*.jpg"))
+    assert [p.read_bytes() for p in files_a] == [p.read_bytes() for p in sorted(Path(b["images"]).rglob("*.jpg"))]
+    assert sorted(p.parent.name for p in files_a) == sorted(list(CLASSES) * 2)
+
+
+def test_boxes_enclose_the_objects_exactly(tmp_path):
+    result = write_embedded_dataset(tmp_path, num_images=12, seed=1)
+    coco = json.loads(Path(result["annotations"]).read_text())
+    by_image = {}
+    for ann in coco["annotations"]:
+        by_image.setdefault(ann["image_id"], []).append(ann)
+    for image in coco["images"]:
+        anns = by_image[image["id"]]
+        main_object = anns[0]
+        assert CLASSES[main_object["category_id"] - 1] == image["file_name"].split("/")[0]
+        for ann in anns:
+            x, y, w, h = ann["bbox"]
+            assert 0 <= x and 0 <= y and x + w <= image["width"] and y + h <= image["height"]
+            assert 0 < ann["area"] <= w * h
+        distractor_areas = [a["bbox"][2] * a["bbox"][3] for a in anns[1:]]
+        assert main_object["bbox"][2] * main_object["bbox"][3] > max(distractor_areas, default=0)
+
+
+def test_shape_mask_box_is_its_bounding_box():
+    mask = shape_mask("square", (100, 120), cx=60, cy=50, radius=20, angle=np.pi / 4)
+    rows, cols = np.nonzero(mask)
+    # A square with corners on a radius-20 circle, rotated 45 degrees: axis-aligned, side ~28.
+    assert abs((cols.max() - cols.min() + 1) - 2 * 20 / np.sqrt(2)) <= 2
+    assert abs(rows.mean() - 50) < 1 and abs(cols.mean() - 60) < 1
+
+
+def test_demo_runs_and_reports(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--images", "24", "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "24 written, 0 rejected" in out and "demo finished" in out
+    assert main(["info", str(tmp_path / "demo" / "shards")]) == 0
+    assert "samples    24 of 24 inputs" in capsys.readouterr().out
+    image = Image.open(next((tmp_path / "demo" / "source" / "images" / "disk").iterdir()))
+    assert image.mode == "RGB" and 192 <= min(image.size)
+
+
+def test_bad_arguments_are_clear_errors(tmp_path, capsys):
+    assert main(["shard", "folder", str(tmp_path / "nowhere"), str(tmp_path / "out")]) == 2
+    assert "nowhere: no such folder" in capsys.readouterr().err
+    assert main(["info", str(tmp_path)]) == 2
+    assert "no viewkit manifest" in capsys.readouterr().err
+    assert main(["shard", "folder", str(tmp_path), str(tmp_path / "o"), "--quality", "0"]) == 2
+    assert "quality must be within 1..100" in capsys.readouterr().err
