@@ -133,3 +133,16 @@ def test_manifest_records_everything(embedded_shards):
         assert (embedded_shards / shard["tar"]).stat().st_size == shard["bytes"]
     assert [s["first_id"] for s in manifest["shards"]] == [0, 16, 32, 48]
     assert json.loads((embedded_shards / fmt.MANIFEST_NAME).read_text())["options"]["shard_samples"] == 16
+
+
+@pytest.mark.parametrize("name,size", [("0000000000.jpg", 0), ("0000000001.id.i64", 8), ("a" * 100, 123456789),
+                                       ("0000012345.categories.i64", 8 ** 11 - 1)])
+def test_ustar_header_equals_tarfile(name, size):
+    import tarfile
+
+    from viewkit.shards.tarwriter import ustar_header
+
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = size, 0, 0o644
+    info.uname = info.gname = ""
+    assert ustar_header(name, size) == info.tobuf(format=tarfile.USTAR_FORMAT)

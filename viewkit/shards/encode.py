@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import struct
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,6 +44,7 @@ class Prepared:
     stored_size: tuple[int, int] | None
     conversion: str | None  # why the bytes were re-encoded; None: passed through
     rejection: str | None
+    crc32: int | None = None  # of `jpeg`, computed in the worker to spare the writer
 
 
 def read_jpeg_header(data: bytes) -> JpegHeader | None:
@@ -145,7 +147,7 @@ def prepare_image(data: bytes, *, max_side: int | None, quality: int, full_check
                     image.load()
             except Exception as e:
                 return Prepared(None, None, None, None, f"undecodable JPEG: {e}")
-        return Prepared(data, size, size, None, None)
+        return Prepared(data, size, size, None, None, zlib.crc32(data))
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
@@ -162,4 +164,5 @@ def prepare_image(data: bytes, *, max_side: int | None, quality: int, full_check
         rgb = rgb.resize(new_size, Image.Resampling.BICUBIC, reducing_gap=3.0)
     buffer = io.BytesIO()
     rgb.save(buffer, format="JPEG", quality=quality, progressive=False, optimize=False)
-    return Prepared(buffer.getvalue(), original_size, rgb.size, blocker, None)
+    jpeg = buffer.getvalue()
+    return Prepared(jpeg, original_size, rgb.size, blocker, None, zlib.crc32(jpeg))

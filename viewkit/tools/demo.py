@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="viewkit-demo", help="folder for everything the demo writes")
     parser.add_argument("--images", type=int, default=600, help="number of generated scenes (default 600)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=0, help="processes for sharding (default: all cores)")
+    parser.add_argument("--workers", type=int, default=0, help="threads for sharding (default: all cores)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shard-samples", type=int, help="samples per shard (overrides --shard-size)")
     parser.add_argument("--max-side", type=int, help="downscale images whose longest side is larger (re-encodes)")
     parser.add_argument("--quality", type=int, default=90, help="JPEG quality of re-encoded images (default 90)")
-    parser.add_argument("--workers", type=int, default=0, help="decoding processes (default: all cores)")
+    parser.add_argument("--workers", type=int, default=0, help="reading/converting threads (default: all cores)")
     parser.add_argument("--seed", type=int, default=0, help="global shuffle seed (default 0)")
     parser.add_argument("--full-check", action="store_true",
                         help="also decode pass-through JPEGs while sharding (verify decodes all anyway)")
