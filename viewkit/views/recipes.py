@@ -1,0 +1,118 @@
+"""Preset recipes by name, with the numbers of their papers; YAML in, YAML out.
+
+    recipes.get("logo")                          # the preset
+    recipes.get("logo", local_count=6)           # crop family fields as <family>_<field>
+    recipes.get("byol", dtype="bfloat16", global_size=160)
+    recipes.load("my_recipe.yaml")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import replace
+from pathlib import Path
+
+import yaml
+
+from viewkit.views.augment import BYOL_VIEW1, BYOL_VIEW2, MOCO_V2, SIMCLR, Augment
+from viewkit.views.families import Crops, Original, Recipe, RegionSwap, SaliencyCrops
+
+_RATIO = (3 / 4, 4 / 3)
+
+
+def _two_views(name: str, scale, augments, size: int = 224) -> Crops:
+    return Crops(name, count=2, size=size, scale=scale, ratio=_RATIO, augments=augments)
+
+
+PRESETS: dict[str, Recipe] = {
+    # MoCo-v2: two views, RandomResizedCrop(224, scale=(0.2, 1.0)), aug_plus.
+    "moco_v2": Recipe("moco_v2", crops=(_two_views("global", (0.2, 1.0), (MOCO_V2,)),)),
+    # BYOL: scale (0.08, 1.0), asymmetric blur 1.0 / 0.1 and solarise 0.0 / 0.2.
+    "byol": Recipe("byol", crops=(_two_views("global", (0.08, 1.0), (BYOL_VIEW1, BYOL_VIEW2)),)),
+    # SimCLR: scale (0.08, 1.0), colour strength 1.0, blur p 0.5.
+    "simclr": Recipe("simclr", crops=(_two_views("global", (0.08, 1.0), (SIMCLR,)),)),
+    # SimSiam: the MoCo-v2 augmentations.
+    "simsiam": Recipe("simsiam", crops=(_two_views("global", (0.2, 1.0), (MOCO_V2,)),)),
+    # DINO multi-crop: 2 x 224 (0.4, 1.0) with BYOL's asymmetry, 8 x 96 (0.05, 0.4).
+    "dino_multicrop": Recipe("dino_multicrop", crops=(
+        _two_views("global", (0.4, 1.0), (BYOL_VIEW1, BYOL_VIEW2)),
+        Crops("local", count=8, size=96, scale=(0.05, 0.4), ratio=_RATIO,
+              augments=(replace(BYOL_VIEW1, blur_p=0.5),)),
+    )),
+    # LeOCLR: the original image (224 x 224, no crop) plus two MoCo-v2 random crops.
+    "leoclr": Recipe("leoclr", crops=(_two_views("global", (0.2, 1.0), (MOCO_V2,)),), original=Original(224, MOCO_V2)),
+    # LoGo: 2 global 224 px (0.4, 1.0) and 2 local 96 px (0.05, 0.4), MoCo-v2 augmentations.
+    "logo": Recipe("logo", crops=(
+        _two_views("global", (0.4, 1.0), (MOCO_V2,)),
+        Crops("local", count=2, size=96, scale=(0.05, 0.4), ratio=_RATIO, augments=(MOCO_V2,)),
+    )),
+    # SGCL: t = 4 region pairs of 96 px, BYOL augmentations; the two BYOL 224 views too.
+    "sgcl": Recipe("sgcl", crops=(_two_views("global", (0.08, 1.0), (BYOL_VIEW1, BYOL_VIEW2)),),
+                   saliency=SaliencyCrops()),
+    # RegionCL: MoCo-v2 views; the composite from the first (query) view, 32 px grid.
+    "regioncl": Recipe("regioncl", crops=(_two_views("global", (0.2, 1.0), (MOCO_V2,)),), swap=RegionSwap()),
+    # SCD: two standard views with BYOL's asymmetric settings (SCD-BYOL; SCD-MoCo: moco_v2).
+    "scd": Recipe("scd", crops=(_two_views("global", (0.08, 1.0), (BYOL_VIEW1, BYOL_VIEW2)),)),
+}
+
+_CROP_FIELDS = {f.name for f in dataclasses.fields(Crops)} - {"name"}
+
+
+def get(name: str, **overrides) -> Recipe:
+    """A preset by name; overrides: recipe fields, or `<family>_<field>` for a crop family."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown recipe {name!r}; presets: {', '.join(sorted(PRESETS))}")
+    recipe = PRESETS[name]
+    crops = {c.name: c for c in recipe.crops}
+    recipe_fields = {f.name for f in dataclasses.fields(Recipe)}
+    direct = {}
+    for key, value in overrides.items():
+        family, _, field = key.partition("_")
+        if key in recipe_fields:
+            direct[key] = value
+        elif family in crops and field in _CROP_FIELDS:
+            crops[family] = replace(crops[family], **{field: tuple(value) if isinstance(value, list) else value})
+        else:
+            raise ValueError(f"unknown override {key!r} for recipe {name!r}: recipe fields {sorted(recipe_fields)} "
+                             f"or <family>_<field> with family in {sorted(crops)} and field in {sorted(_CROP_FIELDS)}")
+    return replace(recipe, crops=tuple(crops.values()), **direct)
+
+
+def _to_plain(value):
+    if dataclasses.is_dataclass(value):
+        return {f.name: _to_plain(getattr(value, f.name)) for f in dataclasses.fields(value) if f.name != "notes"}
+    if isinstance(value, tuple):
+        return [_to_plain(v) for v in value]
+    return value
+
+
+def to_yaml(recipe: Recipe) -> str:
+    return yaml.safe_dump(_to_plain(recipe), sort_keys=False)
+
+
+def _augment(data) -> Augment:
+    return Augment(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+def from_dict(data: dict) -> Recipe:
+    """A recipe from plain data (YAML); unknown keys are errors that name the key."""
+    data = dict(data)
+    try:
+        crops = tuple(Crops(**{**c, "scale": tuple(c["scale"]), "ratio": tuple(c.get("ratio", _RATIO)),
+                               "augments": tuple(_augment(a) for a in c.get("augments", [{}]))})
+                      for c in data.pop("crops", []))
+        original = data.pop("original", None)
+        original = Original(size=original.get("size", 224), augment=_augment(original.get("augment", {}))) if original else None
+        saliency = data.pop("saliency", None)
+        if saliency:
+            saliency = SaliencyCrops(**{k: (tuple(_augment(a) for a in v) if k == "augments" else tuple(v) if isinstance(v, list) else v)
+                                        for k, v in saliency.items()})
+        swap = data.pop("swap", None)
+        swap = RegionSwap(**{k: tuple(v) if isinstance(v, list) else v for k, v in swap.items()}) if swap else None
+        return Recipe(crops=crops, original=original, saliency=saliency, swap=swap, **data)
+    except TypeError as e:
+        raise ValueError(f"recipe: {e} (see viewkit.views.families for the fields)") from None
+
+
+def load(path: str | Path) -> Recipe:
+    return from_dict(yaml.safe_load(Path(path).read_text()))
