@@ -1,0 +1,175 @@
+"""ViewLoader: exact epochs over ranks, determinism, resume, side data, and bad input."""
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import shared
+from viewkit import ViewLoader, recipes
+from viewkit.loaders import RegionTable
+from viewkit.shards import format as fmt
+
+SMALL = dict(global_size=32, local_size=16)
+
+
+def loader(shards, recipe="logo", batch_size=8, **kwargs):
+    kwargs.setdefault("device", "cpu")
+    kwargs.setdefault("threads", 2)
+    return ViewLoader(shards, recipes.get(recipe, **SMALL) if isinstance(recipe, str) else recipe, batch_size, **kwargs)
+
+
+def epoch_ids(shards, world, epoch=0, **kwargs):
+    per_rank, lengths = [], set()
+    for rank in range(world):
+        rank_loader = loader(shards, rank=rank, world_size=world, **kwargs)
+        rank_loader.set_epoch(epoch)
+        lengths.add(len(rank_loader))
+        batches = list(rank_loader)
+        assert len(batches) == len(rank_loader)
+        per_rank.append([i for b in batches for i in b["id"][b["valid"]].tolist()])
+    assert len(lengths) == 1  # every rank runs the same number of batches
+    return per_rank
+
+
+@pytest.mark.parametrize("world", [1, 3])
+def test_every_sample_exactly_once_per_epoch(embedded_shards, world):
+    per_rank = epoch_ids(embedded_shards, world, drop_last=False, batch_size=7)
+    everything = [i for ids in per_rank for i in ids]
+    assert sorted(everything) == list(range(60))
+    assert all(not set(a) & set(b) for k, a in enumerate(per_rank) for b in per_rank[k + 1:])
+
+
+def test_every_imagenet_sample_once_over_three_ranks(imagenet_shards):
+    per_rank = epoch_ids(imagenet_shards, 3, drop_last=False, batch_size=16, recipe=recipes.get("moco_v2", global_size=32))
+    assert sorted(i for ids in per_rank for i in ids) == list(range(200))
+
+
+def test_drop_last_drops_only_a_tail(embedded_shards):
+    per_rank = epoch_ids(embedded_shards, 3, drop_last=True, batch_size=6)
+    # 60 samples over 3 ranks = 20 each; 3 full batches of 6 per rank, 2 dropped per rank.
+    assert [len(ids) for ids in per_rank] == [18, 18, 18]
+    assert len({i for ids in per_rank for i in ids}) == 54
+
+
+def test_labels_and_sizes_are_the_samples_own(embedded_shards):
+    manifest = fmt.read_manifest(embedded_shards)
+    import webdataset as wds
+    import json
+
+    truth = {}
+    for sample in wds.WebDataset([str(embedded_shards / s["tar"]) for s in manifest["shards"]], shardshuffle=False):
+        meta = json.loads(sample["json"])
+        truth[meta["id"]] = (meta["label"], meta["stored_size"][1], meta["stored_size"][0])
+    for batch in loader(embedded_shards, drop_last=False):
+        for i, label, size in zip(batch["id"].tolist(), batch["label"].tolist(), batch["image_size"].tolist()):
+            assert (label, *size) == truth[i]
+
+
+def test_same_seed_same_batches_and_epochs_reshuffle(embedded_shards):
+    a = [b["id"].tolist() for b in loader(embedded_shards, seed=3)]
+    first = loader(embedded_shards, seed=3)
+    b = [batch for batch in first]
+    assert a == [x["id"].tolist() for x in b]
+    again = [x for x in loader(embedded_shards, seed=3)]
+    assert all(torch.equal(x["global"], y["global"]) for x, y in zip(b, again))
+    first.set_epoch(1)
+    epoch1 = [x["id"].tolist() for x in first]
+    assert epoch1 != a and sorted(sum(epoch1, [])) != sum(a, [])  # a new order, not a replay
+    other_seed = [x["id"].tolist() for x in loader(embedded_shards, seed=4)]
+    assert other_seed != a
+
+
+def test_resume_mid_epoch_continues_exactly(embedded_shards):
+    whole = list(loader(embedded_shards, seed=1, drop_last=False, batch_size=6))
+    interrupted = loader(embedded_shards, seed=1, drop_last=False, batch_size=6)
+    iterator = iter(interrupted)
+    head = [next(iterator) for _ in range(4)]
+    state = interrupted.state_dict()
+    resumed = loader(embedded_shards, seed=1, drop_last=False, batch_size=6)
+    resumed.load_state_dict(state)
+    tail = list(resumed)
+    assert len(head) + len(tail) == len(whole)
+    for expected, got in zip(whole, head + tail):
+        assert torch.equal(expected["id"], got["id"])
+        assert torch.equal(expected["global"], got["global"]) and torch.equal(expected["local_boxes"], got["local_boxes"])
+
+
+def test_state_for_another_setup_is_refused(embedded_shards):
+    state = loader(embedded_shards, seed=1).state_dict()
+    with pytest.raises(ValueError, match="saved seed=1"):
+        loader(embedded_shards, seed=2).load_state_dict(state)
+
+
+def test_side_data_follows_its_sample_under_shuffling(embedded_shards):
+    n, k = 60, 8
+    boxes = np.zeros((n, k, 4), np.float32)
+    scores = np.zeros((n, k), np.float32)
+    for i in range(n):
+        if i % 5:  # every fifth sample has no regions: it falls back
+            boxes[i, 0] = [i, i + 1, i + 40, i + 50]  # a box that names its sample
+            scores[i, 0] = 0.5
+    table = RegionTable(boxes, scores)
+    recipe = recipes.get("sgcl", global_size=32)
+    from dataclasses import replace
+
+    recipe = replace(recipe, saliency=replace(recipe.saliency, size=16))
+    seen = 0
+    for batch in loader(embedded_shards, recipe=recipe, side_data=table, drop_last=False, initial_fill=32):
+        for row, sample_id in enumerate(batch["id"].tolist()):
+            regions = batch["saliency_regions"][row]
+            if sample_id % 5:
+                assert (regions == torch.tensor([sample_id, sample_id + 1, sample_id + 40, sample_id + 50])).all()
+                assert (batch["saliency_scores"][row] == 0.5).all()
+            else:
+                height, width = batch["image_size"][row].tolist()
+                assert (regions == torch.tensor([0, 0, width, height])).all()
+                assert (batch["saliency_scores"][row] == 1.0).all()
+            seen += 1
+    assert seen == 64  # 60 samples, 4 padding the last batch of 8
+
+
+def test_bad_input_is_named_before_the_first_batch(embedded_shards, tmp_path):
+    copy = tmp_path / "ds"
+    shutil.copytree(embedded_shards, copy)
+    manifest = fmt.read_manifest(copy)
+    with pytest.raises(ValueError, match="larger than a rank's share"):
+        loader(copy, batch_size=61)
+    with pytest.raises(ValueError, match="unknown recipe"):
+        recipes.get("nope")
+    with pytest.raises(TypeError, match="unknown ViewLoader option"):
+        loader(copy, shuffle_buffer=3)
+    index = copy / manifest["shards"][0]["index"]
+    shutil.copy(copy / manifest["shards"][1]["index"], index)
+    with pytest.raises(ValueError, match="stale index"):
+        loader(copy)
+    index.unlink()
+    with pytest.raises(FileNotFoundError, match=str(index)):
+        loader(copy)
+    tar = copy / manifest["shards"][2]["tar"]
+    tar.write_bytes(tar.read_bytes()[:5000])
+    shutil.copy(embedded_shards / manifest["shards"][0]["index"], index)
+    with pytest.raises(ValueError, match=f"{tar}.*truncated"):
+        loader(copy)
+    with pytest.raises(FileNotFoundError, match="no viewkit dataset"):
+        loader(tmp_path / "nothing")
+
+
+def test_empty_dataset_is_an_error(tmp_path):
+    from viewkit.shards import sources
+    from viewkit.shards.writer import ShardOptions, write_dataset
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "broken.jpg").write_bytes(b"not an image")
+    write_dataset(sources.folder_items(tmp_path / "src"), tmp_path / "out", split="x", options=ShardOptions(workers=1), progress=False)
+    with pytest.raises(ValueError, match="empty"):
+        loader(tmp_path / "out")
+
+
+def test_foreign_shards_are_refused_with_the_fix():
+    foreign = shared("foreign-shards")
+    with pytest.raises(FileNotFoundError, match="compressed tar.*viewkit shard folder"):
+        loader(foreign / "sample.tgz")
+    with pytest.raises(FileNotFoundError, match="without a viewkit manifest"):
+        loader(foreign / "compressed.tar")

@@ -1,0 +1,72 @@
+"""Opens a sharded dataset for reading, refusing anything a pipeline would choke on later.
+
+Every check runs before the first batch and names the file and the fix: missing shard or
+index, an index that belongs to another tar (stale), a tar whose size or checksum differs
+from the manifest, an empty dataset, foreign tars without a viewkit manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from viewkit.shards import format as fmt
+
+
+@dataclass(frozen=True)
+class ShardSet:
+    root: Path
+    manifest: dict
+    tars: tuple[str, ...]
+    indices: tuple[str, ...]
+    counts: tuple[int, ...]  # samples per shard
+
+    @property
+    def num_samples(self) -> int:
+        return sum(self.counts)
+
+    @property
+    def has_boxes(self) -> bool:
+        return fmt.BOXES in self.manifest["components"]
+
+
+def _not_a_dataset(path: Path) -> str:
+    if path.suffix in (".tgz", ".gz") or path.name.endswith(".tar.gz"):
+        return (f"{path} is a compressed tar: DALI reads only uncompressed, indexed shards. "
+                "Extract it and run `viewkit shard folder DIR OUT` to make a viewkit dataset")
+    if path.suffix == ".tar" or (path.is_dir() and any(path.glob("*.tar"))):
+        return (f"{path} holds tars without a viewkit manifest (dataset.json): shards from other "
+                "tools lack the id/label components and indices; run `viewkit shard` on the images")
+    return f"{path}: no viewkit dataset (dataset.json) here; make one with `viewkit shard`"
+
+
+def open_dataset(path: str | os.PathLike, *, verify_checksums: bool = False) -> ShardSet:
+    """Checks files, sizes and index hashes (cheap); `verify_checksums` also hashes every tar."""
+    path = Path(path)
+    manifest_path = path / fmt.MANIFEST_NAME if path.is_dir() else path
+    if manifest_path.name != fmt.MANIFEST_NAME or not manifest_path.exists():
+        raise FileNotFoundError(_not_a_dataset(path))
+    manifest = fmt.read_manifest(manifest_path)
+    root = Path(manifest["root"])
+    if manifest["num_samples"] == 0 or not manifest["shards"]:
+        raise ValueError(f"{manifest_path}: the dataset is empty (0 samples; see {root / fmt.REJECTED_NAME})")
+    tars, indices, counts = [], [], []
+    for shard in manifest["shards"]:
+        tar, index = root / shard["tar"], root / shard["index"]
+        for file in (tar, index):
+            if not file.exists():
+                raise FileNotFoundError(f"{file}: listed in {manifest_path} but missing; re-run `viewkit shard` (it resumes)")
+        if tar.stat().st_size != shard["bytes"]:
+            raise ValueError(f"{tar}: {tar.stat().st_size} bytes, the manifest says {shard['bytes']}; "
+                             "the shard was changed or truncated: run `viewkit verify` and re-shard")
+        if hashlib.sha256(index.read_bytes()).hexdigest() != shard["index_sha256"]:
+            raise ValueError(f"{index}: does not match its tar (stale index: its sha256 differs from the "
+                             f"manifest); re-run `viewkit shard` or restore the index")
+        if verify_checksums and fmt.sha256_file(tar) != shard["sha256"]:
+            raise ValueError(f"{tar}: sha256 differs from the manifest; run `viewkit verify {root}`")
+        tars.append(str(tar))
+        indices.append(str(index))
+        counts.append(shard["samples"])
+    return ShardSet(root, manifest, tuple(tars), tuple(indices), tuple(counts))

@@ -1,0 +1,71 @@
+"""One rank's DALI pipeline for one epoch: shards in, decoded once, every view out.
+
+The reader reads the epoch's shard order with DALI's native webdataset reader and the
+`.idx` files (no Python per sample), takes this rank's part, shuffles within a buffer,
+and pads the last batch. The graph of views comes from `viewkit.views.graph`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nvidia.dali import fn, pipeline_def, types
+
+from viewkit.loaders.dataset import ShardSet
+from viewkit.shards import format as fmt
+from viewkit.views.families import Recipe
+from viewkit.views.graph import build_views
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    shuffle: bool = True
+    initial_fill: int = 1024  # shuffle buffer, samples (DALI's default)
+    prefetch: int = 2  # batches prepared ahead
+    threads: int = 0  # DALI CPU threads; 0: all cores of this process / world on one host
+    hw_decoder_load: float = 0.65  # share of JPEG decoding on the A100/H100 hardware decoder
+    augment: bool = True  # False: geometry only (crops, flips), for checks and previews
+
+    def __post_init__(self):
+        if self.initial_fill < 1 or self.prefetch < 1 or self.threads < 0:
+            raise ValueError("initial_fill and prefetch must be >= 1, threads >= 0")
+        if not 0.0 <= self.hw_decoder_load <= 1.0:
+            raise ValueError(f"hw_decoder_load={self.hw_decoder_load} must lie in [0, 1]")
+
+
+def build_pipeline(shards: ShardSet, shard_order: list[int], recipe: Recipe, *, batch_size: int, rank: int,
+                   world: int, device: str, device_id: int | None, seed: int, threads: int,
+                   options: PipelineOptions, side_data=None, checkpoint: str | None = None):
+    """Returns (pipeline, output names); outputs are views plus label, id, image_size."""
+    names: list[str] = []
+
+    @pipeline_def(batch_size=batch_size, num_threads=threads, device_id=device_id, seed=seed,
+                  prefetch_queue_depth=options.prefetch, enable_conditionals=True, enable_checkpointing=True)
+    def pipeline():
+        jpeg, sample_id, label = fn.readers.webdataset(
+            paths=[shards.tars[i] for i in shard_order],
+            index_paths=[shards.indices[i] for i in shard_order],
+            ext=[fmt.IMAGE, fmt.SAMPLE_ID, fmt.LABEL],
+            dtypes=[types.UINT8, types.INT64, types.INT64],
+            missing_component_behavior="error",
+            num_shards=world, shard_id=rank, pad_last_batch=True, stick_to_shard=True,
+            random_shuffle=options.shuffle, initial_fill=options.initial_fill, name="reader")
+        shape = fn.peek_image_shape(jpeg)  # [H, W, 3] on the CPU, for crop windows
+        if device == "gpu":
+            image = fn.decoders.image(jpeg, device="mixed", output_type=types.RGB,
+                                      hw_decoder_load=options.hw_decoder_load)
+        else:
+            image = fn.decoders.image(jpeg, device="cpu", output_type=types.RGB)
+        side = {}
+        if recipe.saliency is not None:
+            regions, scores = fn.python_function(sample_id, function=side_data.join_batch, batch_processing=True,
+                                                 num_outputs=2)
+            side = {"regions": regions, "region_scores": scores}
+        outputs = build_views(image, shape, recipe, batch_size, augment=options.augment, **side)
+        outputs |= {"label": label, "id": sample_id, "image_size": fn.cast(shape[0:2], dtype=types.INT64)}
+        names.extend(outputs)
+        return tuple(outputs.values())
+
+    pipe = pipeline(checkpoint=checkpoint) if checkpoint else pipeline()
+    pipe.build()
+    return pipe, names

@@ -1,0 +1,134 @@
+"""`ViewLoader`: batches of views from viewkit shards, per rank, per epoch, resumable.
+
+    loader = ViewLoader("OUT/dataset.json", recipe=recipes.get("logo"), batch_size=256)
+    for epoch in range(epochs):
+        loader.set_epoch(epoch)
+        for batch in loader:            # dict of torch tensors, see viewkit.views.outputs
+            ...
+    state = loader.state_dict()         # mid-epoch too; ViewLoader(...).load_state_dict(state)
+
+Contract: every rank runs `len(loader)` batches per epoch. With drop_last=False every
+sample id is delivered exactly once per epoch across ranks, and samples that pad a
+rank's last batches carry `valid == False` (mask them out of losses). With drop_last=True
+each rank drops the tail of its part that does not fill a batch of the smallest part.
+Tensors are copies: they stay valid after the next batch is fetched.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+
+import torch
+
+from viewkit.loaders import epochs
+from viewkit.loaders.dataset import open_dataset
+from viewkit.loaders.distributed import local_device_id, rank_and_world
+from viewkit.loaders.pipeline import PipelineOptions, build_pipeline
+from viewkit.loaders.side_data import RegionTable
+from viewkit.views.families import Recipe
+from viewkit.views.outputs import arrange
+
+
+class ViewLoader:
+    def __init__(self, dataset, recipe: Recipe, batch_size: int, *, device: str = "gpu", seed: int = 0,
+                 drop_last: bool = True, rank: int | None = None, world_size: int | None = None,
+                 side_data: RegionTable | None = None, verify_checksums: bool = False, **pipeline_options):
+        if not isinstance(recipe, Recipe):
+            raise TypeError(f"recipe must be a viewkit Recipe (recipes.get(name)), got {type(recipe).__name__}")
+        if device not in ("gpu", "cpu"):
+            raise ValueError(f"device={device!r}: 'gpu' or 'cpu'")
+        unknown = set(pipeline_options) - set(PipelineOptions.__dataclass_fields__)
+        if unknown:
+            raise TypeError(f"unknown ViewLoader option(s) {sorted(unknown)}; options: "
+                            f"{sorted(PipelineOptions.__dataclass_fields__)}")
+        self.options = PipelineOptions(**pipeline_options)
+        self.shards = open_dataset(dataset, verify_checksums=verify_checksums)
+        self.recipe, self.batch_size, self.device, self.seed, self.drop_last = recipe, batch_size, device, seed, drop_last
+        self.rank, self.world_size = rank_and_world(rank, world_size)
+        smallest = min(e - s for s, e in (epochs.part_bounds(self.shards.num_samples, r, self.world_size)
+                                          for r in range(self.world_size)))
+        if batch_size < 1 or (drop_last and batch_size > smallest):
+            raise ValueError(f"batch_size {batch_size} is larger than a rank's share ({smallest} samples of "
+                             f"{self.shards.num_samples} over {self.world_size} ranks); lower it or set drop_last=False")
+        if recipe.saliency is not None and side_data is None:
+            side_data = RegionTable.empty(self.shards.num_samples, recipe.saliency.max_regions)
+        self._check_side_data(side_data)
+        self.side_data = side_data
+        self.epoch, self._step, self._checkpoint = 0, 0, None
+        self._pipe = self._iterator = None
+
+    def _check_side_data(self, side_data) -> None:
+        if side_data is not None and self.recipe.saliency is not None:
+            if side_data.max_regions != self.recipe.saliency.max_regions:
+                raise ValueError(f"side data has {side_data.max_regions} regions per sample, the recipe's "
+                                 f"saliency.max_regions is {self.recipe.saliency.max_regions}")
+
+    def __len__(self) -> int:
+        return epochs.steps_per_epoch(self.shards.num_samples, self.world_size, self.batch_size, self.drop_last)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Start of `epoch` (a no-op if a loaded state is already positioned in it)."""
+        if epoch != self.epoch or self._step >= len(self):
+            self.epoch, self._step, self._checkpoint = epoch, 0, None
+            self._pipe = self._iterator = None
+
+    def set_side_data(self, side_data: RegionTable) -> None:
+        """Replace the per-sample regions; used from the next epoch (or next iteration) on."""
+        self._check_side_data(side_data)
+        self.side_data = side_data
+        self._pipe = self._iterator = None
+
+    def _threads(self) -> int:
+        if self.options.threads:
+            return self.options.threads
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+        return max(1, (os.cpu_count() or 1) // local_world)
+
+    def _start(self) -> None:
+        from nvidia.dali.plugin.pytorch import DALIGenericIterator
+
+        self._pipe, names = build_pipeline(
+            self.shards, epochs.shard_order(len(self.shards.tars), self.seed, self.epoch), self.recipe,
+            batch_size=self.batch_size, rank=self.rank, world=self.world_size, device=self.device,
+            device_id=local_device_id() if self.device == "gpu" else None,
+            seed=epochs.pipeline_seed(self.seed, self.epoch, self.rank), threads=self._threads(),
+            options=self.options, side_data=self.side_data, checkpoint=self._checkpoint)
+        self._iterator = DALIGenericIterator(self._pipe, names, size=-1, auto_reset=False, prepare_first_batch=False)
+
+    def __iter__(self):
+        start, end = epochs.part_bounds(self.shards.num_samples, self.rank, self.world_size)
+        part = end - start
+        if self._iterator is None:
+            self._start()
+        while self._step < len(self):
+            raw = next(self._iterator)[0]
+            batch = arrange(raw, self.recipe)
+            position = self._step * self.batch_size + torch.arange(self.batch_size)
+            batch["label"] = raw["label"].reshape(-1).clone()
+            batch["id"] = raw["id"].reshape(-1).clone()
+            batch["image_size"] = raw["image_size"].reshape(-1, 2).clone()
+            batch["valid"] = (position < part).to(batch["id"].device)
+            self._step += 1
+            yield batch
+        self._pipe = self._iterator = None
+
+    def state_dict(self) -> dict:
+        """Where the loader stands: resume mid-epoch with load_state_dict."""
+        checkpoint = None
+        if self._iterator is not None and 0 < self._step < len(self):
+            checkpoint = self._iterator.checkpoints()[0]
+        elif self._checkpoint is not None:
+            checkpoint = self._checkpoint
+        return {"epoch": self.epoch, "step": self._step, "checkpoint": checkpoint, "seed": self.seed,
+                "rank": self.rank, "world_size": self.world_size, "batch_size": self.batch_size,
+                "fingerprint": self.shards.manifest["fingerprint"], "options": asdict(self.options),
+                "side_data_version": getattr(self.side_data, "version", None)}
+
+    def load_state_dict(self, state: dict) -> None:
+        for key in ("seed", "rank", "world_size", "batch_size", "fingerprint"):
+            mine = self.state_dict()[key]
+            if state[key] != mine:
+                raise ValueError(f"cannot resume: saved {key}={state[key]!r}, this loader has {mine!r}")
+        self.epoch, self._step, self._checkpoint = state["epoch"], state["step"], state["checkpoint"]
+        self._pipe = self._iterator = None
