@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from viewkit.tools import demo, info, shard, verify
+from viewkit.tools import demo, info, preview, shard, verify
 
 COMMANDS = {
     "shard": shard,
     "verify": verify,
     "info": info,
+    "preview": preview,
     "demo": demo,
 }
 
