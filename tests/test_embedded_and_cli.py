@@ -48,6 +48,7 @@ def test_demo_runs_and_reports(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "demo"), "--images", "24", "--workers", "1"]) == 0
     out = capsys.readouterr().out
     assert "24 written, 0 rejected" in out and "demo finished" in out
+    assert (tmp_path / "demo" / "preview-logo.png").exists()
     assert main(["info", str(tmp_path / "demo" / "shards")]) == 0
     assert "samples    24 of 24 inputs" in capsys.readouterr().out
     image = Image.open(next((tmp_path / "demo" / "source" / "images" / "disk").iterdir()))
@@ -61,3 +62,14 @@ def test_bad_arguments_are_clear_errors(tmp_path, capsys):
     assert "no viewkit manifest" in capsys.readouterr().err
     assert main(["shard", "folder", str(tmp_path), str(tmp_path / "o"), "--quality", "0"]) == 2
     assert "quality must be within 1..100" in capsys.readouterr().err
+
+
+def test_preview_draws_every_view(embedded_shards, tmp_path, capsys):
+    out = tmp_path / "sheet.png"
+    assert main(["preview", str(embedded_shards), "--recipe", "regioncl", "--n", "3", "--out", str(out)]) == 0
+    sheet = Image.open(out)
+    # 3 rows of two 112 px tile lines (+4 px gaps); source at 224 px high plus 3 view tiles.
+    assert sheet.height == 3 * (224 + 4)
+    assert "3 samples of recipe 'regioncl'" in capsys.readouterr().out
+    pixels = np.asarray(sheet)
+    assert ((pixels[..., 0] == 255) & (pixels[..., 1] == 0) & (pixels[..., 2] == 0)).sum() > 100  # swap boxes drawn
