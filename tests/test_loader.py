@@ -173,3 +173,16 @@ def test_foreign_shards_are_refused_with_the_fix():
         loader(foreign / "sample.tgz")
     with pytest.raises(FileNotFoundError, match="without a viewkit manifest"):
         loader(foreign / "compressed.tar")
+
+
+def test_undecodable_sample_is_named(embedded_shards, tmp_path):
+    copy = tmp_path / "ds"
+    shutil.copytree(embedded_shards, copy)
+    shard = fmt.read_manifest(copy)["shards"][1]
+    _, offset, _, name = fmt.parse_index(copy / shard["index"])[3][0]
+    with open(copy / shard["tar"], "r+b") as f:  # same size, same index: only decoding can tell
+        f.seek(offset)
+        f.write(b"\x00" * 64)
+    with pytest.raises(RuntimeError, match=f"{shard['tar']}:{name.split('.')[0]}: DALI cannot decode.*viewkit verify"):
+        for _ in loader(copy, drop_last=False):
+            pass

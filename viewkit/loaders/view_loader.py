@@ -102,7 +102,10 @@ class ViewLoader:
         if self._iterator is None:
             self._start()
         while self._step < len(self):
-            raw = next(self._iterator)[0]
+            try:
+                raw = next(self._iterator)[0]
+            except RuntimeError as error:
+                raise self._explain(error) from error
             batch = arrange(raw, self.recipe)
             position = self._step * self.batch_size + torch.arange(self.batch_size)
             batch["label"] = raw["label"].reshape(-1).clone()
@@ -112,6 +115,19 @@ class ViewLoader:
             self._step += 1
             yield batch
         self._pipe = self._iterator = None
+
+    def _explain(self, error: RuntimeError) -> RuntimeError:
+        """DALI fails a whole batch on one bad image and cannot skip it: find and name it."""
+        if "decod" not in str(error).lower():
+            return error
+        from viewkit.shards.verify import find_undecodable
+
+        order = epochs.shard_order(len(self.shards.tars), self.seed, self.epoch)
+        bad = find_undecodable(self.shards.root, [self.shards.tars[i] for i in order])
+        named = "; ".join(str(p) for p in bad[:5]) or "no single image fails alone (see DALI's message)"
+        self._pipe = self._iterator = None
+        return RuntimeError(f"DALI could not decode a sample of {self.shards.root}: {named}. DALI cannot skip "
+                            f"samples: run `viewkit verify {self.shards.root}` and re-shard the source images")
 
     def state_dict(self) -> dict:
         """Where the loader stands: resume mid-epoch with load_state_dict."""

@@ -163,3 +163,24 @@ def verify_dataset(root: str | os.PathLike, *, progress: bool = True, threads: i
     if manifest["num_samples"] + manifest["num_rejected"] != manifest["num_inputs"]:
         problems.append(Problem(fmt.MANIFEST_NAME, None, "written + rejected != inputs"))
     return problems
+
+
+def find_undecodable(root: str | os.PathLike, tars: list[str], threads: int = 0) -> list[Problem]:
+    """Samples of these tars that DALI cannot decode (no hashing): for naming a failure."""
+    decoder = _DaliDecoder(64, threads or os.cpu_count() or 1)
+    problems: list[Problem] = []
+    for tar in tars:
+        tar_path = Path(tar)
+        index = fmt.parse_index(tar_path.with_suffix(".idx"))
+        with open(tar_path, "rb") as f:
+            batch = []
+            for sample in index:
+                _, offset, size, name = next(c for c in sample if c[0] == fmt.IMAGE)
+                f.seek(offset)
+                batch.append((name.split(".", 1)[0], np.frombuffer(f.read(size), np.uint8)))
+            for start in range(0, len(batch), 64):
+                chunk = batch[start : start + 64]
+                for (key, _), shape in zip(chunk, decoder.shapes([encoded for _, encoded in chunk])):
+                    if isinstance(shape, str):
+                        problems.append(Problem(tar_path.name, key, f"DALI cannot decode the image: {shape}"))
+    return problems
