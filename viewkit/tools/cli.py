@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from viewkit.tools import demo, info, preview, shard, verify
+from viewkit.tools import bench, demo, info, preview, shard, verify
 
 COMMANDS = {
     "shard": shard,
     "verify": verify,
     "info": info,
     "preview": preview,
+    "bench": bench,
     "demo": demo,
 }
 

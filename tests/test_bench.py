@@ -1,0 +1,38 @@
+"""`viewkit bench` end to end on the embedded default with tiny settings (no timing asserted)."""
+
+import json
+
+from viewkit.tools import bench
+from viewkit.tools.bench_baseline import RecipeTransform, views_per_sample
+from viewkit.tools.cli import main
+from viewkit.views import recipes
+
+
+def test_bench_runs_and_writes_every_field(embedded_shards, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["bench", str(embedded_shards), "--recipe", "regioncl", "--batches", "2", "--batch-size", "4",
+                 "--warmup", "1", "--rounds", "2", "--workers", "1", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert set(result["summary"]) == {"viewkit", "baseline", "ratio_samples_per_s"}
+    for side in ("viewkit", "baseline"):
+        assert set(result["summary"][side]) == set(bench.FIELDS)
+        assert len(result["runs"][side]) == 2
+        assert result["summary"][side]["samples_per_s"] > 0 and result["summary"][side]["peak_host_memory_mb"] > 0
+    assert result["views_per_sample"] == 3 and set(result["machine"]) >= {"cpu", "cores", "gpu"}
+    assert "ratio viewkit / baseline" in capsys.readouterr().out
+
+
+def test_baseline_makes_the_same_views():
+    from PIL import Image
+
+    image = Image.new("RGB", (300, 200), (120, 60, 30))
+    for name in ("logo", "leoclr", "sgcl", "heavy_multicrop"):
+        recipe = recipes.get(name)
+        views = RecipeTransform(recipe)(image)
+        for family in recipe.crops:
+            assert tuple(views[family.name].shape) == (family.count, 3, family.size, family.size)
+        if recipe.original:
+            assert tuple(views["original"].shape) == (3, 224, 224)
+        if recipe.saliency:
+            assert tuple(views["saliency"].shape) == (8, 3, 96, 96)
+    assert views_per_sample(recipes.get("heavy_multicrop")) == (9, 3 * 224**2 + 6 * 96**2)

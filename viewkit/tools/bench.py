@@ -1,0 +1,196 @@
+"""Throughput of a recipe's views: viewkit against a torchvision DataLoader in the same run.
+
+    viewkit bench SHARDS --recipe logo [--device cpu|gpu] [--batch-size 64] [--batches 20]
+                  [--workers N] [--rounds 2] [--baseline torchvision|none] [--json FILE]
+
+The two sides run interleaved (A B A B ...), each for --batches batches after --warmup
+batches, and the medians over rounds are compared: the machine is noisy, a ratio
+measured in one run is what holds. Both sides get the same number of CPU workers: DALI
+threads for viewkit, DataLoader worker processes for the baseline (see bench_baseline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import threading
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+FIELDS = ("samples_per_s", "views_per_s", "pixels_per_s", "cpu_core_s_per_sample", "peak_host_memory_mb",
+          "gpu_memory_mb", "seconds")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("shards", help="dataset folder (holding dataset.json)")
+    parser.add_argument("--recipe", default="logo")
+    parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batches", type=int, default=20, help="timed batches per round and side")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed batches before each timed run")
+    parser.add_argument("--workers", type=int, default=os.cpu_count(), help="CPU workers per side (default: all cores)")
+    parser.add_argument("--rounds", type=int, default=2, help="A B rounds; medians are reported")
+    parser.add_argument("--baseline", choices=["torchvision", "none"], default="torchvision")
+    parser.add_argument("--baseline-blur", choices=["paper", "capped"], default="paper",
+                        help="baseline blur kernel: the papers' 10%% of the view (default), or capped at "
+                             "+-3 sigma_max like viewkit's widest kernel")
+    parser.add_argument("--json", help="write every figure and the machine description here")
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+    except (OSError, StopIteration):
+        return 0.0
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        found += [int(c) for c in task.read_text().split()]
+    return found
+
+
+class PeakMemory:
+    """Peak resident memory of this process and its children (DataLoader workers), sampled."""
+
+    def __init__(self, interval: float = 0.05):
+        self.peak, self.interval, self._stop = 0.0, interval, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        pid = os.getpid()
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _rss_mb(pid) + sum(_rss_mb(c) for c in _children(pid)))
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def _cpu_seconds() -> float:
+    self_usage, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return self_usage.ru_utime + self_usage.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _gpu_memory_mb(device: str) -> float | None:
+    if device != "gpu":
+        return None
+    import torch
+
+    free, total = torch.cuda.mem_get_info()
+    return (total - free) / 2**20
+
+
+def measure(make_iterator, batch_size: int, batches: int, warmup: int, views: int, pixels: int, device: str, label: str) -> dict:
+    """Times `batches` batches of a fresh iterator (after warm-up); CPU time includes workers
+    because they have exited (and been reaped) when the iterator is dropped."""
+    cpu_before, started = _cpu_seconds(), None
+    with PeakMemory() as memory:
+        iterator = make_iterator()
+        for step in tqdm(range(warmup + batches), desc=label, unit="batch", leave=False):
+            if step == warmup:
+                started, cpu_started = time.perf_counter(), _cpu_seconds()
+            next(iterator)
+        seconds = time.perf_counter() - started
+        cpu_warm = _cpu_seconds() - cpu_started
+        gpu = _gpu_memory_mb(device)
+        del iterator
+    cpu_total = _cpu_seconds() - cpu_before
+    samples = batch_size * batches
+    # Workers' CPU is only counted once they exit: use the whole run's CPU time scaled to
+    # the timed share when the in-process figure misses them.
+    cpu = max(cpu_warm, cpu_total * batches / (warmup + batches))
+    return {"samples_per_s": samples / seconds, "views_per_s": samples * views / seconds,
+            "pixels_per_s": samples * pixels / seconds, "cpu_core_s_per_sample": cpu / samples,
+            "peak_host_memory_mb": memory.peak, "gpu_memory_mb": gpu, "seconds": seconds}
+
+
+def machine() -> dict:
+    cpu_model = platform.processor()
+    try:
+        cpu_model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    import torch
+
+    return {"cpu": cpu_model, "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
+            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+
+
+def bench(args: argparse.Namespace) -> dict:
+    from viewkit import ViewLoader, recipes
+    from viewkit.tools.bench_baseline import baseline_loader, views_per_sample
+
+    recipe = recipes.get(args.recipe)
+    views, pixels = views_per_sample(recipe)
+    world_loader = ViewLoader(args.shards, recipe, args.batch_size, device=args.device, threads=args.workers,
+                              drop_last=True, rank=0, world_size=1)
+    needed = args.warmup + args.batches
+
+    def viewkit_iterator():
+        def forever():
+            epoch = 0
+            while True:
+                world_loader.set_epoch(epoch)
+                yield from world_loader
+                epoch += 1
+        return iter(x for x, _ in zip(forever(), range(needed)))
+
+    def baseline_iterator():
+        return iter(baseline_loader(list(world_loader.shards.tars), recipe, args.batch_size, args.workers,
+                                    blur=args.baseline_blur))
+
+    rounds = {"viewkit": [], "baseline": []}
+    for round_ in range(args.rounds):
+        rounds["viewkit"].append(measure(viewkit_iterator, args.batch_size, args.batches, args.warmup, views, pixels,
+                                         args.device, f"round {round_ + 1} viewkit"))
+        if args.baseline != "none":
+            rounds["baseline"].append(measure(baseline_iterator, args.batch_size, args.batches, args.warmup, views,
+                                              pixels, "cpu", f"round {round_ + 1} torchvision"))
+    summary = {}
+    for side, results in rounds.items():
+        if results:
+            summary[side] = {f: (statistics.median(r[f] for r in results) if results[0][f] is not None else None)
+                             for f in FIELDS}
+    if "baseline" in summary:
+        summary["ratio_samples_per_s"] = summary["viewkit"]["samples_per_s"] / summary["baseline"]["samples_per_s"]
+    return {"recipe": args.recipe, "device": args.device, "baseline_blur": args.baseline_blur, "batch_size": args.batch_size, "batches": args.batches,
+            "rounds": args.rounds, "workers": args.workers, "views_per_sample": views, "machine": machine(),
+            "summary": summary, "runs": rounds}
+
+
+def table(result: dict) -> str:
+    rows = [f"recipe {result['recipe']} on {result['device']}, {result['workers']} workers, batch {result['batch_size']}, "
+            f"median of {result['rounds']} rounds x {result['batches']} batches ({result['machine']['cpu']}), "
+            f"baseline blur kernel: {result['baseline_blur']}",
+            f"{'':10} {'samples/s':>10} {'views/s':>10} {'Mpix/s':>8} {'core-ms/sample':>15} {'peak MB':>8}"]
+    for side in ("viewkit", "baseline"):
+        if side in result["summary"]:
+            s = result["summary"][side]
+            rows.append(f"{side:10} {s['samples_per_s']:10.1f} {s['views_per_s']:10.1f} {s['pixels_per_s'] / 1e6:8.1f} "
+                        f"{s['cpu_core_s_per_sample'] * 1e3:15.2f} {s['peak_host_memory_mb']:8.0f}")
+    if "ratio_samples_per_s" in result["summary"]:
+        rows.append(f"ratio viewkit / baseline samples/s: {result['summary']['ratio_samples_per_s']:.2f}")
+    return "\n".join(rows)
+
+
+def run(args: argparse.Namespace) -> int:
+    result = bench(args)
+    print(table(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+        print(f"wrote {args.json}")
+    return 0
