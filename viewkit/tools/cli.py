@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from viewkit.tools import bench, demo, info, preview, shard, verify
+from viewkit.tools import bench, demo, info, preview, saliency, shard, verify
 
 COMMANDS = {
     "shard": shard,
@@ -13,6 +13,7 @@ COMMANDS = {
     "info": info,
     "preview": preview,
     "bench": bench,
+    "saliency": saliency,
     "demo": demo,
 }
 

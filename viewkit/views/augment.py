@@ -122,7 +122,7 @@ def solarize(image):
 
 def flip_and_normalize(image, augment: Augment, dtype):
     """HWC uint8 -> HWC float, ImageNet-normalised, flipped where drawn; returns (view, flip)."""
-    flip = fn.random.coin_flip(probability=augment.flip_p) if augment.flip_p > 0 else 0
+    flip = fn.random.coin_flip(probability=augment.flip_p)  # drawn at p = 0 too: always a DataNode
     view = fn.crop_mirror_normalize(image, dtype=dtype, output_layout="HWC", mean=list(IMAGENET_MEAN),
                                     std=list(IMAGENET_STD), mirror=flip)
     return view, flip

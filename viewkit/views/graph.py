@@ -55,7 +55,7 @@ def crop_family(image, shape, family: Crops, augment_on: bool, dtype) -> tuple[d
         view, flip = _view(image, y0, x0, y1, x1, family.size, augment, dtype)
         views.append(view)
         boxes.append(fn.stack(x0, y0, x1, y1))
-        flips.append(fn.cast(flip, dtype=types.INT32) if not isinstance(flip, int) else types.Constant(0, dtype=types.INT32))
+        flips.append(fn.cast(flip, dtype=types.INT32))
     outputs = {family.name: fn.stack(*views), f"{family.name}_boxes": fn.stack(*boxes),
                f"{family.name}_flips": fn.stack(*flips)}
     return outputs, views
@@ -65,8 +65,7 @@ def original_view(image, spec: Original, augment_on: bool, dtype) -> dict:
     resized = fn.resize(image, size=[spec.size, spec.size], interp_type=types.INTERP_LINEAR, antialias=True)
     augment = spec.augment if augment_on else geometry_only(spec.augment)
     view, flip = flip_and_normalize(photometric(resized, augment, spec.size), augment, dtype)
-    flip = fn.cast(flip, dtype=types.INT32) if not isinstance(flip, int) else types.Constant(0, dtype=types.INT32)
-    return {"original": view, "original_flip": flip}
+    return {"original": view, "original_flip": fn.cast(flip, dtype=types.INT32)}
 
 
 def saliency_crops(image, shape, regions, scores, spec: SaliencyCrops, augment_on: bool, dtype) -> dict:

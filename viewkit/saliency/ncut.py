@@ -1,0 +1,65 @@
+"""Saliency from the model's own features by normalised cut (SGCL section 3.1, appendix B).
+
+Graph over the h x w positions of a feature map, edge weights from the cosine similarity
+of feature vectors; the Ncut relaxation's second smallest generalised eigenvector of
+(D - E) y = lambda D y, found as D^-1/2 z for the second eigenvector z of the symmetric
+normalised Laplacian I - D^-1/2 E D^-1/2, batched with torch.linalg.eigh.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def affinity(features: torch.Tensor, rule: str = "tokencut", tau: float = 0.2, eps: float = 1e-5) -> torch.Tensor:
+    """[B, C, h, w] -> non-negative edge weights [B, hw, hw].
+
+    Ncut needs non-negative weights and cosine similarity is not.
+    - "tokencut" (default; TokenCut's rule): 1 where cos > tau, else eps.
+    - "clamp": cos clamped at eps.
+    choice: "tokencut". Both reach IoU >= 0.9 on the planted partitions of the tests, but
+    under feature noise the binary rule keeps the cut sharp where clamped weights let
+    many weak background edges blur it (tests/test_saliency.py measures both).
+    """
+    flat = F.normalize(features.flatten(2).float(), dim=1)  # [B, C, hw]
+    cosine = flat.transpose(1, 2) @ flat  # [B, hw, hw]
+    if rule == "tokencut":
+        return torch.where(cosine > tau, torch.ones_like(cosine), torch.full_like(cosine, eps))
+    if rule == "clamp":
+        return cosine.clamp_min(eps)
+    raise ValueError(f"affinity rule {rule!r}: 'tokencut' or 'clamp'")
+
+
+def fiedler_vectors(edges: torch.Tensor) -> torch.Tensor:
+    """[B, n, n] weights -> [B, n] second smallest generalised eigenvectors of (D - E, D)."""
+    degree = edges.sum(-1)  # [B, n]
+    inv_sqrt = degree.rsqrt()
+    laplacian = torch.eye(edges.shape[-1], dtype=edges.dtype, device=edges.device) - (
+        inv_sqrt[:, :, None] * edges * inv_sqrt[:, None, :])
+    _, vectors = torch.linalg.eigh(laplacian.double())  # ascending eigenvalues
+    return (vectors[:, :, 1] * inv_sqrt.double()).to(edges.dtype)
+
+
+def orient(y: torch.Tensor) -> torch.Tensor:
+    """TokenCut's sign rule: the position with the largest |y| is foreground, so flip each
+    vector that puts it below its mean. [B, n] -> [B, n]."""
+    strongest = y.abs().argmax(-1, keepdim=True)
+    below = y.gather(-1, strongest) < y.mean(-1, keepdim=True)
+    return torch.where(below, -y, y)
+
+
+def ncut_saliency(features: torch.Tensor, rule: str = "tokencut", tau: float = 0.2) -> torch.Tensor:
+    """[B, C, h, w] -> S [B, h, w] in [0, 1], foreground high.
+
+    A flat feature map (every edge the same weight) has no cut: its S is all zeros, so it
+    yields no region and the views fall back to random crops.
+    """
+    b, _, h, w = features.shape
+    edges = affinity(features, rule, tau)
+    y = orient(fiedler_vectors(edges))
+    low, high = y.min(-1, keepdim=True).values, y.max(-1, keepdim=True).values
+    saliency = (y - low) / (high - low).clamp_min(1e-12)
+    flat = (edges.amax((1, 2)) - edges.amin((1, 2))) < 1e-6
+    saliency[flat] = 0.0
+    return saliency.reshape(b, h, w)

@@ -1,0 +1,85 @@
+"""Region sources that fill a SaliencyStore: ncut (the model's features), gt, random.
+
+- ncut: SGCL's saliency from the backbone being trained, on the original view at
+  `resolution` x `resolution` (SGCL: 640, i.e. a 20 x 20 map at stride 32).
+- gt: COCO ground-truth boxes from the shards (SGCL Table 7's upper bound), score 1.0.
+- random: no regions at all, so the views use SGCL's initialisation (random crops).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from viewkit.loaders.dataset import open_dataset
+from viewkit.saliency.ncut import ncut_saliency
+from viewkit.saliency.regions import saliency_regions
+from viewkit.shards import format as fmt
+from viewkit.views.augment import Augment
+from viewkit.views.families import Original, Recipe
+
+
+def random_regions(num_samples: int, top_k: int = 8):
+    return (np.zeros((num_samples, top_k, 4), np.float32), np.zeros((num_samples, top_k), np.float32),
+            np.zeros(num_samples, np.int32))
+
+
+def gt_regions(dataset, top_k: int = 8):
+    """Non-crowd COCO boxes per sample id, largest first, at most top_k, score 1.0.
+
+    choice: crowd (iscrowd=1) boxes are left out: they outline groups, not objects.
+    """
+    shards = open_dataset(dataset)
+    if not shards.has_boxes:
+        raise ValueError(f"{shards.root}: no COCO boxes in these shards (shard with `viewkit shard coco --annotations`)")
+    boxes, scores, counts = random_regions(shards.num_samples, top_k)
+    for tar, index in zip(shards.tars, shards.indices):
+        with open(tar, "rb") as f:
+            for sample in fmt.parse_index(index):
+                _, offset, size, _ = next(c for c in sample if c[0] == fmt.METADATA)
+                f.seek(offset)
+                meta = json.loads(f.read(size))
+                objects = [(b, (b[2] - b[0]) * (b[3] - b[1])) for b, crowd in zip(meta["boxes"], meta["iscrowd"]) if not crowd]
+                objects = sorted(objects, key=lambda o: -o[1])[:top_k]
+                row = meta["id"]
+                counts[row] = len(objects)
+                for k, (box, _) in enumerate(objects):
+                    boxes[row, k], scores[row, k] = box, 1.0
+    return boxes, scores, counts
+
+
+def backbone_trunk(backbone: torch.nn.Module) -> torch.nn.Module:
+    """A torchvision ResNet without its pooling and classifier: [B, 3, R, R] -> [B, C, R/32, R/32]."""
+    return torch.nn.Sequential(*list(backbone.children())[:-2])
+
+
+@torch.no_grad()
+def ncut_regions(dataset, trunk: torch.nn.Module, *, resolution: int = 640, batch_size: int = 32, device: str = "cpu",
+                 top_k: int = 8, min_cells: int = 4, progress: bool = True, threads: int = 0):
+    """Regions of every sample from the trunk's last feature map, by sample id."""
+    from viewkit.loaders.view_loader import ViewLoader
+
+    recipe = Recipe("saliency", original=Original(resolution, Augment(flip_p=0.0)))
+    loader = ViewLoader(dataset, recipe, batch_size, device=device, drop_last=False, shuffle=False, augment=False,
+                        rank=0, world_size=1, threads=threads)
+    boxes, scores, counts = random_regions(loader.shards.num_samples, top_k)
+    torch_device = torch.device("cuda" if device == "gpu" else "cpu")
+    trunk = trunk.to(torch_device).eval()
+    with tqdm(total=loader.shards.num_samples, unit="img", desc="saliency", disable=not progress) as bar:
+        for batch in loader:
+            images = batch["original"].to(torch_device)
+            with torch.autocast(torch_device.type, dtype=torch.bfloat16, enabled=torch_device.type == "cuda"):
+                features = trunk(images)
+            saliency = ncut_saliency(features.float())
+            region_boxes, region_scores, region_counts = saliency_regions(
+                saliency, batch["image_size"].to(torch_device), min_cells=min_cells, top_k=top_k)
+            valid = batch["valid"].cpu()
+            ids = batch["id"].cpu()[valid].numpy()
+            boxes[ids] = region_boxes.cpu()[valid].numpy()
+            scores[ids] = region_scores.cpu()[valid].numpy()
+            counts[ids] = region_counts.cpu()[valid].numpy()
+            bar.update(int(valid.sum()))
+    return boxes, scores, counts

@@ -1,0 +1,72 @@
+"""Build a saliency store (regions by sample id) for SGCL's saliency-guided crops.
+
+    viewkit saliency SHARDS --out STORE --checkpoint CKPT [--resolution 640] [--device gpu|cpu]
+    viewkit saliency SHARDS --out STORE --arch resnet18 --random-init     # no checkpoint
+    viewkit saliency SHARDS --out STORE --source gt        # COCO boxes from the shards
+    viewkit saliency SHARDS --out STORE --source random    # SGCL's initialisation
+
+A checkpoint is a torch file holding {"arch": torchvision ResNet name, "backbone":
+state_dict}; `viewkit train` writes them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+import torchvision
+
+from viewkit.loaders.dataset import open_dataset
+from viewkit.saliency import SaliencyStore
+from viewkit.saliency import sources
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("shards", help="dataset folder (holding dataset.json)")
+    parser.add_argument("--out", required=True, help="store path (a link to its current version)")
+    parser.add_argument("--source", choices=["ncut", "gt", "random"], default="ncut")
+    parser.add_argument("--checkpoint", help="checkpoint with the backbone (ncut)")
+    parser.add_argument("--arch", default="resnet50", help="torchvision ResNet for --random-init")
+    parser.add_argument("--random-init", action="store_true", help="ncut on an untrained backbone (checks only)")
+    parser.add_argument("--resolution", type=int, default=640, help="original view size (SGCL: 640)")
+    parser.add_argument("--device", choices=["cpu", "gpu"], default="gpu" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--top-k", type=int, default=8)
+    parser.add_argument("--min-cells", type=int, default=4)
+
+
+def load_trunk(checkpoint: str | None, arch: str, random_init: bool) -> tuple[torch.nn.Module, str | None]:
+    if checkpoint:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        if "backbone" not in state or "arch" not in state:
+            raise ValueError(f"{checkpoint}: expected a viewkit checkpoint with 'arch' and 'backbone' entries")
+        model = getattr(torchvision.models, state["arch"])(weights=None)
+        model.load_state_dict(state["backbone"], strict=False)
+        return sources.backbone_trunk(model), checkpoint
+    if not random_init:
+        raise ValueError("--source ncut needs --checkpoint CKPT (or --random-init for a check without training)")
+    if not hasattr(torchvision.models, arch):
+        raise ValueError(f"unknown torchvision architecture {arch!r}")
+    return sources.backbone_trunk(getattr(torchvision.models, arch)(weights=None)), None
+
+
+def run(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    if args.source == "random":
+        num_samples = open_dataset(args.shards).num_samples
+        boxes, scores, counts = sources.random_regions(num_samples, args.top_k)
+        checkpoint = None
+    elif args.source == "gt":
+        boxes, scores, counts = sources.gt_regions(args.shards, args.top_k)
+        checkpoint = None
+    else:
+        trunk, checkpoint = load_trunk(args.checkpoint, args.arch, args.random_init)
+        boxes, scores, counts = sources.ncut_regions(args.shards, trunk, resolution=args.resolution,
+                                                     batch_size=args.batch_size, device=args.device,
+                                                     top_k=args.top_k, min_cells=args.min_cells)
+    meta = SaliencyStore(args.out).write(boxes, scores, counts, source=args.source, checkpoint=checkpoint)
+    seconds = time.perf_counter() - started
+    print(f"{args.out}: version {meta['version']}, {len(counts)} samples, {int((counts > 0).sum())} with regions, "
+          f"{counts.mean():.2f} regions on average, {len(counts) / seconds:.1f} img/s")
+    return 0
