@@ -1,0 +1,46 @@
+"""BYOL (Grill et al. 2020, "Bootstrap Your Own Latent"). Online: backbone, projector and
+predictor, each MLP fc(4096)-BN-ReLU-fc(256); target: backbone + projector, an EMA of the
+online ones with momentum from 0.99 to 1 along a cosine. Loss 2 - 2 cos(p, sg(z')) (Eq. 2),
+symmetrised over the two views (Eq. 3) or, as SCD's default, asymmetric (one direction).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from viewkit.trainer.losses import byol_loss
+from viewkit.trainer.nets import Backbone, ema_update, frozen_copy, mlp
+from viewkit.trainer.schedules import ema_momentum
+
+DEFAULTS = {"dim": 256, "hidden": 4096, "base_momentum": 0.99, "symmetric": True}
+
+
+class BYOL(nn.Module):
+    def __init__(self, arch: str, dim: int, hidden: int, base_momentum: float, symmetric: bool):
+        super().__init__()
+        self.backbone = Backbone(arch)
+        self.projector = mlp([self.backbone.dim, hidden, dim])
+        self.predictor = mlp([dim, hidden, dim])
+        self.target_backbone, self.target_projector = frozen_copy(self.backbone), frozen_copy(self.projector)
+        self.base_momentum, self.symmetric = base_momentum, symmetric
+
+    def online(self, images: torch.Tensor) -> torch.Tensor:
+        return self.predictor(self.projector(self.backbone(images)))
+
+    @torch.no_grad()
+    def target(self, images: torch.Tensor) -> torch.Tensor:
+        return self.target_projector(self.target_backbone(images))
+
+    def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        view1, view2 = batch["global"]
+        loss = byol_loss(self.online(view1), self.target(view2)).mean()
+        if self.symmetric:
+            loss = loss + byol_loss(self.online(view2), self.target(view1)).mean()
+        return loss, {}
+
+    @torch.no_grad()
+    def after_step(self, step: int, total_steps: int) -> None:
+        momentum = ema_momentum(step, total_steps, self.base_momentum)
+        ema_update(self.target_backbone, self.backbone, momentum)
+        ema_update(self.target_projector, self.projector, momentum)

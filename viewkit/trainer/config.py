@@ -1,0 +1,87 @@
+"""The one typed config of `viewkit train`: YAML in, key=value overrides, checked when built."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+@dataclass
+class TrainConfig:
+    method: str = "moco_v2"  # moco_v2, byol, simsiam, simclr, leoclr (viewkit.trainer.methods)
+    method_options: dict = field(default_factory=dict)  # e.g. {queue: 4096, temperature: 0.2}
+    recipe: str | None = None  # view recipe preset; default: the method's own
+    recipe_overrides: dict = field(default_factory=dict)  # e.g. {global_size: 96}
+    arch: str = "resnet50"  # torchvision ResNet, random init
+    epochs: int = 200
+    batch_size: int = 256  # global: split evenly over the ranks
+    base_lr: float = 0.03  # at batch 256: lr = base_lr * batch_size / 256 (printed at start)
+    optimizer: str = "sgd"  # sgd or lars
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 0.0
+    device: str = "gpu"  # gpu or cpu (DALI and torch both)
+    precision: str = "bf16"  # bf16 autocast on GPU; fp32 runs everywhere
+    channels_last: bool = True
+    compile: bool = False  # torch.compile the method
+    sync_bn: bool = False  # SyncBatchNorm under DDP
+    seed: int = 0
+    threads: int = 0  # DALI threads per process; 0: cores / processes on the host
+    log_every: int = 10  # steps between metric lines
+    checkpoint_every: int = 10  # epochs between kept checkpoints (checkpoint-last.pt every epoch)
+    knn_every: int = 0  # epochs between kNN monitors; 0: off
+    knn_train: str | None = None  # labelled shards for the kNN monitor
+    knn_val: str | None = None
+    knn_resolution: int = 224
+
+    def __post_init__(self):
+        from viewkit.trainer.methods import METHODS
+
+        if self.method not in METHODS:
+            raise ValueError(f"method {self.method!r}: one of {', '.join(sorted(METHODS))}")
+        if self.optimizer not in ("sgd", "lars"):
+            raise ValueError(f"optimizer {self.optimizer!r}: sgd or lars")
+        if self.device not in ("gpu", "cpu") or self.precision not in ("bf16", "fp32"):
+            raise ValueError("device: gpu|cpu, precision: bf16|fp32")
+        if self.epochs < 1 or self.batch_size < 1 or self.base_lr <= 0:
+            raise ValueError("epochs, batch_size and base_lr must be positive")
+        if self.knn_every and not (self.knn_train and self.knn_val):
+            raise ValueError("knn_every needs knn_train and knn_val shards")
+
+    @property
+    def lr(self) -> float:
+        return self.base_lr * self.batch_size / 256
+
+    @property
+    def recipe_name(self) -> str:
+        from viewkit.trainer.methods import METHODS
+
+        return self.recipe or METHODS[self.method][2]
+
+
+def _parse(value: str):
+    return yaml.safe_load(value)
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
+    """YAML file, then `key=value` overrides (`method_options.queue=4096` reaches into dicts)."""
+    data = yaml.safe_load(Path(path).read_text()) if path else {}
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = set(data) - names
+    if unknown:
+        raise ValueError(f"{path}: unknown config keys {sorted(unknown)}; keys: {sorted(names)}")
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        if not sep:
+            raise ValueError(f"override {override!r}: expected key=value")
+        head, _, sub = key.partition(".")
+        if head not in names:
+            raise ValueError(f"override {override!r}: unknown key {head!r}; keys: {sorted(names)}")
+        if sub:
+            data.setdefault(head, {})[sub] = _parse(value)
+        else:
+            data[head] = _parse(value)
+    return TrainConfig(**data)

@@ -1,0 +1,171 @@
+"""The training loop: one function a reader can hold in their head.
+
+    train(config, data="OUT/train", out="runs/moco", resume=False)
+
+Per step: wait for the batch (timed: the data stall), lr from the schedule, forward under
+bf16 autocast on GPU, backward, SGD/LARS step, the method's EMA/queue update. Per epoch:
+checkpoint-last.pt (atomic; every `checkpoint_every` epochs a kept copy), optional kNN
+monitor. Metrics go to metrics.jsonl and TensorBoard; the resolved config and git
+revision sit beside them in config.yaml.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import yaml
+from tqdm import tqdm
+
+from viewkit.loaders.view_loader import ViewLoader
+from viewkit.trainer import checkpoint as ckpt
+from viewkit.trainer.config import TrainConfig
+from viewkit.trainer.lars import LARS
+from viewkit.trainer.methods import build_method
+from viewkit.trainer.schedules import learning_rate
+from viewkit.views import recipes
+
+
+def setup_distributed(device: str) -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device == "gpu" else "gloo")
+    if device == "gpu":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+def make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "lars":
+        return LARS(parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    return torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+
+
+def to_device(batch: dict, device: torch.device, channels_last: bool) -> dict:
+    out = {}
+    for key, value in batch.items():
+        value = value.to(device, non_blocking=True)
+        if channels_last and value.dim() == 4 and value.shape[1] == 3:
+            value = value.contiguous(memory_format=torch.channels_last)
+        out[key] = value
+    return out
+
+
+def train(config: TrainConfig, data: str, out: str | Path, resume: bool = False, progress: bool = True,
+          max_steps: int | None = None) -> dict:
+    """Pretrains; returns the last metrics. `max_steps` stops early (tests, benchmarks)."""
+    out = Path(out)
+    rank, world = setup_distributed(config.device)
+    if config.batch_size % world:
+        raise ValueError(f"batch_size {config.batch_size} does not split over {world} ranks")
+    device = torch.device("cuda" if config.device == "gpu" else "cpu")
+    torch.manual_seed(config.seed)
+    recipe = recipes.get(config.recipe_name, **config.recipe_overrides)
+    loader = ViewLoader(data, recipe, config.batch_size // world, device=config.device, seed=config.seed,
+                        drop_last=True, rank=rank, world_size=world, threads=config.threads)
+    model = build_method(config.method, config.arch, config.method_options).to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if world > 1 and config.sync_bn:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    method = model
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    forward = torch.compile(model) if config.compile else model
+    optimizer = make_optimizer(config, method)
+    steps_per_epoch = len(loader)
+    total_steps = config.epochs * steps_per_epoch
+    warmup_steps = int(config.warmup_epochs * steps_per_epoch)
+    start_epoch, step = 0, 0
+    if resume and (out / "checkpoint-last.pt").exists():
+        state = ckpt.load(out / "checkpoint-last.pt")
+        method.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        loader.load_state_dict(state["loader"])
+        ckpt.restore_rng(state["rng"])
+        start_epoch, step = state["epoch"], state["step"]
+    autocast = config.precision == "bf16" and device.type == "cuda"
+    writer = None
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        resolved = dataclasses.asdict(config) | {"lr": config.lr, "git": ckpt.git_revision(), "world_size": world,
+                                                 "recipe_resolved": recipes.to_yaml(recipe)}
+        (out / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+        print(f"{config.method} on {config.arch}: lr {config.lr:.4g} (= {config.base_lr} x {config.batch_size} / 256), "
+              f"{steps_per_epoch} steps/epoch x {config.epochs} epochs, {world} rank(s), "
+              f"{'bf16' if autocast else 'fp32'}, views {config.recipe_name}")
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(out / "tensorboard")
+    metrics_file = open(out / "metrics.jsonl", "a") if rank == 0 else None
+    last = {}
+    for epoch in range(start_epoch, config.epochs):
+        loader.set_epoch(epoch)
+        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}", disable=not (progress and rank == 0))
+        bar.update(loader.state_dict()["step"])
+        waited = busy = 0.0
+        ready = time.perf_counter()
+        for batch in loader:
+            fetched = time.perf_counter()
+            lr = learning_rate(step, total_steps, config.lr, warmup_steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            batch = to_device(batch, device, config.channels_last)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                loss, extra = forward(batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            method.after_step(step, total_steps)
+            step += 1
+            loss_value = loss.item()  # syncs the device: the step's time is complete
+            done = time.perf_counter()
+            waited, busy = waited + fetched - ready, busy + done - fetched
+            ready = done
+            bar.update(1)
+            if step % config.log_every == 0 or step == total_steps:
+                last = {"step": step, "epoch": epoch, "loss": loss_value, "lr": lr,
+                        "samples_per_s": config.batch_size * config.log_every / max(waited + busy, 1e-9)
+                        if step % config.log_every == 0 else None,
+                        "data_wait": waited / max(waited + busy, 1e-9)} | {k: float(v) for k, v in extra.items()}
+                waited = busy = 0.0
+                bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.3g}", wait=f"{last['data_wait']:.0%}")
+                if rank == 0:
+                    metrics_file.write(json.dumps(last) + "\n")
+                    metrics_file.flush()
+                    for key, value in last.items():
+                        if value is not None and key not in ("step", "epoch"):
+                            writer.add_scalar(key, value, step)
+            if max_steps is not None and step >= max_steps:
+                break
+        bar.close()
+        finished_epoch = loader.state_dict()["step"] >= steps_per_epoch
+        if rank == 0:
+            state = {"config": dataclasses.asdict(config), "model": method.state_dict(), "optimizer": optimizer.state_dict(),
+                     "epoch": epoch + 1 if finished_epoch else epoch, "step": step, "loader": loader.state_dict(),
+                     "rng": ckpt.rng_state(), "arch": config.arch, "backbone": method.backbone.torchvision_state(),
+                     "git": ckpt.git_revision()}
+            ckpt.save(out / "checkpoint-last.pt", state)
+            if finished_epoch and (epoch + 1) % config.checkpoint_every == 0:
+                ckpt.save(out / f"checkpoint-{epoch + 1:04d}.pt", state)
+            if config.knn_every and finished_epoch and (epoch + 1) % config.knn_every == 0:
+                from viewkit.trainer.knn import extract, knn_top1
+
+                train_set = extract(method.backbone, config.knn_train, resolution=config.knn_resolution, device=config.device)
+                val_set = extract(method.backbone, config.knn_val, resolution=config.knn_resolution, device=config.device)
+                last["knn_top1"] = knn_top1(*train_set, *val_set)
+                metrics_file.write(json.dumps({"epoch": epoch + 1, "knn_top1": last["knn_top1"]}) + "\n")
+                writer.add_scalar("knn_top1", last["knn_top1"], step)
+                print(f"epoch {epoch + 1}: knn_top1={last['knn_top1']:.4f}")
+        if max_steps is not None and step >= max_steps:
+            break
+    if rank == 0:
+        metrics_file.close()
+        writer.close()
+    return last

@@ -1,0 +1,23 @@
+"""Methods by name: (class, defaults, recipe preset). A dict, nothing more."""
+
+from __future__ import annotations
+
+from viewkit.trainer import byol, leoclr, moco, simclr, simsiam
+
+METHODS = {
+    "moco_v2": (moco.MoCoV2, moco.DEFAULTS, "moco_v2"),
+    "byol": (byol.BYOL, byol.DEFAULTS, "byol"),
+    "simsiam": (simsiam.SimSiam, simsiam.DEFAULTS, "simsiam"),
+    "simclr": (simclr.SimCLR, simclr.DEFAULTS, "simclr"),
+    "leoclr": (leoclr.LeOCLR, leoclr.DEFAULTS, "leoclr"),
+}
+
+
+def build_method(name: str, arch: str, options: dict):
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; one of {', '.join(sorted(METHODS))}")
+    cls, defaults, _ = METHODS[name]
+    unknown = set(options) - set(defaults)
+    if unknown:
+        raise ValueError(f"method {name!r} has no option(s) {sorted(unknown)}; its options: {defaults}")
+    return cls(arch, **(defaults | options))

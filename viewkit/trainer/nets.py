@@ -1,0 +1,65 @@
+"""Backbones (torchvision ResNets, no pretrained weights) and the MLP heads of the papers."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torchvision
+from torch import nn
+
+
+class Backbone(nn.Module):
+    """A torchvision ResNet without its classifier: feature map and pooled features."""
+
+    def __init__(self, arch: str = "resnet50"):
+        super().__init__()
+        if not arch.startswith("resnet") or not hasattr(torchvision.models, arch):
+            raise ValueError(f"arch {arch!r}: a torchvision ResNet (resnet18, resnet50, ...)")
+        resnet = getattr(torchvision.models, arch)(weights=None)
+        self.arch = arch
+        self.dim = resnet.fc.in_features  # 512 (resnet18/34) or 2048
+        self.trunk = nn.Sequential(*list(resnet.children())[:-2])
+
+    def feature_map(self, images: torch.Tensor) -> torch.Tensor:
+        return self.trunk(images)  # [B, C, H/32, W/32]
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.trunk(images).mean((2, 3))  # [B, C]
+
+    def torchvision_state(self) -> dict:
+        """State dict in torchvision ResNet names (for `viewkit saliency` and other tools)."""
+        names = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"]
+        return {f"{names[int(k.split('.', 1)[0])]}.{k.split('.', 1)[1]}": v for k, v in self.trunk.state_dict().items()}
+
+
+def mlp(dims: list[int], batch_norm: bool = True, last_batch_norm: bool = False, last_affine: bool = True) -> nn.Sequential:
+    """Linear layers with BN + ReLU between them: dims [in, hidden, ..., out]."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+        last = i == len(dims) - 2
+        layers.append(nn.Linear(a, b, bias=not (batch_norm and not last) and not (last and last_batch_norm)))
+        if not last:
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(b))
+            layers.append(nn.ReLU(inplace=True))
+        elif last_batch_norm:
+            layers.append(nn.BatchNorm1d(b, affine=last_affine))
+    return nn.Sequential(*layers)
+
+
+def frozen_copy(module: nn.Module) -> nn.Module:
+    """A target/momentum network: same weights, no gradients."""
+    target = copy.deepcopy(module)
+    for parameter in target.parameters():
+        parameter.requires_grad_(False)
+    return target
+
+
+@torch.no_grad()
+def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
+    """target = momentum * target + (1 - momentum) * online; buffers (BN statistics) copied."""
+    for t, o in zip(target.parameters(), online.parameters()):
+        t.mul_(momentum).add_(o.detach(), alpha=1 - momentum)
+    for t, o in zip(target.buffers(), online.buffers()):
+        t.copy_(o)

@@ -1,0 +1,34 @@
+"""MoCo's queue of negative keys, gathered over ranks before they enter it."""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+
+def gather_from_ranks(tensor: torch.Tensor) -> torch.Tensor:
+    """Concatenates a [B, ...] tensor over the ranks (no gradient): the keys of the global batch."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return tensor
+    parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, tensor.contiguous())
+    return torch.cat(parts)
+
+
+class KeyQueue(nn.Module):
+    """A ring of `size` L2-normalised keys [size, dim], random at the start as in MoCo."""
+
+    def __init__(self, size: int, dim: int):
+        super().__init__()
+        self.register_buffer("keys", F.normalize(torch.randn(size, dim), dim=1))
+        self.register_buffer("pointer", torch.zeros((), dtype=torch.long))
+
+    @torch.no_grad()
+    def push(self, keys: torch.Tensor) -> None:
+        keys = gather_from_ranks(keys.detach().to(self.keys.dtype))
+        size = len(self.keys)
+        positions = (self.pointer + torch.arange(len(keys), device=keys.device)) % size
+        self.keys[positions] = keys[-size:] if len(keys) > size else keys
+        self.pointer.copy_((self.pointer + len(keys)) % size)

@@ -1,0 +1,30 @@
+"""SimCLR (Chen et al. 2020, "A Simple Framework for Contrastive Learning"): projector
+fc-ReLU-fc to 128, NT-Xent (Eq. 1) over the 2B views of the batch.
+
+choice: temperature 0.1 (the paper's best with large batches, Table 5 / B.7); override
+with method_options.temperature. Negatives come from this rank's batch only.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from viewkit.trainer.losses import nt_xent
+from viewkit.trainer.nets import Backbone, mlp
+
+DEFAULTS = {"dim": 128, "hidden": 2048, "temperature": 0.1}
+
+
+class SimCLR(nn.Module):
+    def __init__(self, arch: str, dim: int, hidden: int, temperature: float):
+        super().__init__()
+        self.backbone = Backbone(arch)
+        self.projector = mlp([self.backbone.dim, hidden, dim], batch_norm=False)
+        self.temperature = temperature
+
+    def forward(self, batch: dict):
+        view1, view2 = batch["global"]
+        return nt_xent(self.projector(self.backbone(view1)), self.projector(self.backbone(view2)), self.temperature), {}
+
+    def after_step(self, step: int, total_steps: int) -> None:
+        pass

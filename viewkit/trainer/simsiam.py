@@ -1,0 +1,31 @@
+"""SimSiam (Chen & He 2021, "Exploring Simple Siamese Representation Learning").
+Projector: 3 layers of 2048 with BN on every output (the last BN without affine, as the
+official code); predictor 2048-512-2048 (fc-BN-ReLU-fc). Loss (Eq. 3):
+D(p1, sg(z2)) / 2 + D(p2, sg(z1)) / 2 with D the negative cosine. No momentum network.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from viewkit.trainer.losses import negative_cosine
+from viewkit.trainer.nets import Backbone, mlp
+
+DEFAULTS = {"dim": 2048, "predictor_hidden": 512}
+
+
+class SimSiam(nn.Module):
+    def __init__(self, arch: str, dim: int, predictor_hidden: int):
+        super().__init__()
+        self.backbone = Backbone(arch)
+        self.projector = mlp([self.backbone.dim, dim, dim, dim], last_batch_norm=True, last_affine=False)
+        self.predictor = mlp([dim, predictor_hidden, dim])
+
+    def forward(self, batch: dict):
+        view1, view2 = batch["global"]
+        z1, z2 = self.projector(self.backbone(view1)), self.projector(self.backbone(view2))
+        p1, p2 = self.predictor(z1), self.predictor(z2)
+        return negative_cosine(p1, z2) / 2 + negative_cosine(p2, z1) / 2, {}
+
+    def after_step(self, step: int, total_steps: int) -> None:
+        pass
