@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from viewkit.tools import bench, demo, info, preview, saliency, shard, verify
+from viewkit.tools import bench, demo, eval, info, preview, saliency, shard, train, verify
 
 COMMANDS = {
     "shard": shard,
@@ -14,6 +14,8 @@ COMMANDS = {
     "preview": preview,
     "bench": bench,
     "saliency": saliency,
+    "train": train,
+    "eval": eval,
     "demo": demo,
 }
 

@@ -27,10 +27,17 @@ class Backbone(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.trunk(images).mean((2, 3))  # [B, C]
 
+    _NAMES = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"]
+
     def torchvision_state(self) -> dict:
-        """State dict in torchvision ResNet names (for `viewkit saliency` and other tools)."""
-        names = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"]
-        return {f"{names[int(k.split('.', 1)[0])]}.{k.split('.', 1)[1]}": v for k, v in self.trunk.state_dict().items()}
+        """State dict in torchvision ResNet names (for `viewkit saliency`, eval and other tools)."""
+        return {f"{self._NAMES[int(k.split('.', 1)[0])]}.{k.split('.', 1)[1]}": v.detach().clone()
+                for k, v in self.trunk.state_dict().items()}
+
+    def load_torchvision_state(self, state: dict) -> None:
+        index = {name: i for i, name in enumerate(self._NAMES)}
+        self.trunk.load_state_dict({f"{index[k.split('.', 1)[0]]}.{k.split('.', 1)[1]}": v for k, v in state.items()
+                                    if k.split(".", 1)[0] in index})
 
 
 def mlp(dims: list[int], batch_norm: bool = True, last_batch_norm: bool = False, last_affine: bool = True) -> nn.Sequential:

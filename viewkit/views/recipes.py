@@ -3,6 +3,7 @@
     recipes.get("logo")                          # the preset
     recipes.get("logo", local_count=6)           # crop family fields as <family>_<field>
     recipes.get("byol", dtype="bfloat16", global_size=160)
+    recipes.get("leoclr", original_size=96)
     recipes.load("my_recipe.yaml")
 """
 
@@ -76,6 +77,8 @@ def get(name: str, **overrides) -> Recipe:
         family, _, field = key.partition("_")
         if key in recipe_fields:
             direct[key] = value
+        elif key == "original_size" and recipe.original is not None:
+            direct["original"] = replace(recipe.original, size=value)
         elif family in crops and field in _CROP_FIELDS:
             crops[family] = replace(crops[family], **{field: tuple(value) if isinstance(value, list) else value})
         else:

@@ -1,0 +1,33 @@
+"""Pretrain with one of the SSL methods on viewkit shards.
+
+    viewkit train CONFIG.yaml --data SHARDS --out RUN_DIR [--epochs N] [--resume] [key=value ...]
+    torchrun --nproc_per_node 8 -m viewkit.tools.cli train configs/byol.yaml --data ... --out ...
+
+Writes RUN_DIR/checkpoint-last.pt (every epoch), checkpoint-NNNN.pt, metrics.jsonl,
+tensorboard/ and config.yaml (resolved, with the git revision).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from viewkit.trainer.config import load_config
+from viewkit.trainer.loop import train
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="YAML config (configs/<method>.yaml, configs/cpu/<method>.yaml)")
+    parser.add_argument("--data", required=True, help="training shards (dataset folder)")
+    parser.add_argument("--out", required=True, help="run folder")
+    parser.add_argument("--epochs", type=int, help="override the config's epochs")
+    parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint-last.pt")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("overrides", nargs="*", help="key=value, e.g. batch_size=64 method_options.queue=4096")
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides = list(args.overrides) + ([f"epochs={args.epochs}"] if args.epochs else [])
+    config = load_config(args.config, overrides)
+    last = train(config, args.data, args.out, resume=args.resume, progress=not args.quiet)
+    print(f"{args.out}: finished, last metrics {last}")
+    return 0
