@@ -33,7 +33,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # `viewkit train CONFIG --data D --out R key=value ...`: argparse cannot take positionals
+    # after options, so trailing key=value pairs are collected here.
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if getattr(args, "command", None) != "train" or any(item.startswith("-") or "=" not in item for item in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = list(args.overrides) + extra
     try:
         return args.run(args) or 0
     except (FileNotFoundError, FileExistsError, ValueError) as e:

@@ -1,0 +1,116 @@
+"""Losses against hand computations, stop-gradients, EMA, queue, schedules, LARS, kNN."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from viewkit.trainer.knn import knn_top1
+from viewkit.trainer.lars import LARS
+from viewkit.trainer.losses import byol_loss, info_nce, negative_cosine, nt_xent
+from viewkit.trainer.nets import ema_update, mlp
+from viewkit.trainer.queue import KeyQueue
+from viewkit.trainer.schedules import ema_momentum, learning_rate
+
+
+def unit(*rows):
+    return F.normalize(torch.tensor(rows, dtype=torch.float64), dim=1)
+
+
+def test_info_nce_by_hand():
+    q, k = unit([1.0, 0.0], [0.0, 1.0]), unit([1.0, 1.0], [0.0, 1.0])
+    queue = unit([-1.0, 0.0], [0.0, -1.0], [1.0, -1.0])
+    t = 0.2
+    expected = 0.0
+    for i in range(2):
+        positive = math.exp(float(q[i] @ k[i]) / t)
+        negatives = sum(math.exp(float(q[i] @ n) / t) for n in queue)
+        expected += -math.log(positive / (positive + negatives)) / 2
+    assert info_nce(q, k, queue, t).item() == pytest.approx(expected, rel=1e-12)
+    extra = unit([0.5, 0.5], [1.0, 0.0])
+    with_extra = 0.0
+    for i in range(2):
+        positive = math.exp(float(q[i] @ k[i]) / t)
+        negatives = sum(math.exp(float(q[i] @ n) / t) for n in queue) + math.exp(float(q[i] @ extra[i]) / t)
+        with_extra += -math.log(positive / (positive + negatives)) / 2
+    assert info_nce(q, k, queue, t, extra).item() == pytest.approx(with_extra, rel=1e-12)
+
+
+def test_byol_and_simsiam_losses_by_hand_and_stop_gradient():
+    p = torch.tensor([[3.0, 4.0]], requires_grad=True)
+    z = torch.tensor([[4.0, 3.0]], requires_grad=True)
+    cos = 24 / 25
+    assert byol_loss(p, z).item() == pytest.approx(2 - 2 * cos)
+    assert negative_cosine(p, z).item() == pytest.approx(-cos)
+    (byol_loss(p, z).sum() + negative_cosine(p, z)).backward()
+    assert p.grad is not None and z.grad is None  # sg(z): no gradient reaches the target
+
+
+def test_nt_xent_by_hand():
+    z1, z2 = torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([[1.0, 1.0], [-1.0, 1.0]])
+    t = 0.5
+    z = F.normalize(torch.cat([z1, z2]), dim=1).double()
+    total = 0.0
+    for i in range(4):
+        j = (i + 2) % 4
+        denominator = sum(math.exp(float(z[i] @ z[m]) / t) for m in range(4) if m != i)
+        total += -math.log(math.exp(float(z[i] @ z[j]) / t) / denominator)
+    assert nt_xent(z1, z2, t).item() == pytest.approx(total / 4, rel=1e-6)
+
+
+def test_ema_update_and_momentum_schedule():
+    online, target = torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)
+    before = target.weight.detach().clone()
+    ema_update(target, online, 0.9)
+    assert torch.allclose(target.weight, 0.9 * before + 0.1 * online.weight)
+    assert ema_momentum(0, 100, 0.99) == pytest.approx(0.99)
+    assert ema_momentum(100, 100, 0.99) == pytest.approx(1.0)
+    assert ema_momentum(50, 100, 0.99) == pytest.approx(0.995)
+
+
+def test_queue_is_a_ring():
+    queue = KeyQueue(5, 2)
+    queue.push(torch.ones(3, 2))
+    assert queue.pointer.item() == 3 and (queue.keys[:3] == 1).all()
+    queue.push(torch.full((3, 2), 2.0))
+    assert queue.pointer.item() == 1
+    assert queue.keys[:, 0].tolist() == [2.0, 1.0, 1.0, 2.0, 2.0]
+
+
+def test_learning_rate_schedule():
+    assert learning_rate(0, 100, 1.0, warmup_steps=10) == pytest.approx(0.1)
+    assert learning_rate(9, 100, 1.0, warmup_steps=10) == pytest.approx(1.0)
+    assert learning_rate(10, 100, 1.0, warmup_steps=10) == pytest.approx(1.0)
+    assert learning_rate(55, 100, 1.0, warmup_steps=10) == pytest.approx(0.5)
+    assert learning_rate(100, 100, 1.0, warmup_steps=10) == pytest.approx(0.0)
+
+
+def test_lars_step_by_hand():
+    weight = torch.nn.Parameter(torch.tensor([[3.0, 4.0]]))
+    bias = torch.nn.Parameter(torch.tensor([1.0]))
+    weight.grad, bias.grad = torch.tensor([[0.6, 0.8]]), torch.tensor([0.5])
+    LARS([weight, bias], lr=0.1, momentum=0.9, weight_decay=0.0, trust=0.001).step()
+    ratio = 0.001 * 5.0 / 1.0  # trust * |w| / |g|
+    assert torch.allclose(weight, torch.tensor([[3.0 - 0.1 * ratio * 0.6, 4.0 - 0.1 * ratio * 0.8]]))
+    assert torch.allclose(bias, torch.tensor([1.0 - 0.1 * 0.5]))  # 1-d: no trust ratio
+
+
+def test_weighted_knn_by_hand():
+    train = F.normalize(torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]]), dim=1)
+    labels = torch.tensor([0, 0, 1])
+    val = F.normalize(torch.tensor([[1.0, 0.05], [0.1, 1.0]]), dim=1)
+    assert knn_top1(train, labels, val, torch.tensor([0, 1]), k=2) == 1.0
+    # k = 3: class 1's single close neighbour outweighs class 0's two far ones for val 1.
+    assert knn_top1(train, labels, val, torch.tensor([0, 1]), k=3, temperature=0.07) == 1.0
+    with pytest.raises(ValueError, match="labelled"):
+        knn_top1(train, torch.tensor([-1, 0, 1]), val, torch.tensor([0, 1]))
+
+
+def test_mlp_shapes_match_the_papers():
+    byol_head = mlp([2048, 4096, 256])
+    assert [type(m).__name__ for m in byol_head] == ["Linear", "BatchNorm1d", "ReLU", "Linear"]
+    simsiam_projector = mlp([2048, 2048, 2048, 2048], last_batch_norm=True, last_affine=False)
+    assert type(simsiam_projector[-1]).__name__ == "BatchNorm1d" and not simsiam_projector[-1].affine
+    moco_head = mlp([2048, 2048, 128], batch_norm=False)
+    assert [type(m).__name__ for m in moco_head] == ["Linear", "ReLU", "Linear"]
