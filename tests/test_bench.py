@@ -36,3 +36,13 @@ def test_baseline_makes_the_same_views():
         if recipe.saliency:
             assert tuple(views["saliency"].shape) == (8, 3, 96, 96)
     assert views_per_sample(recipes.get("heavy_multicrop")) == (9, 3 * 224**2 + 6 * 96**2)
+
+
+def test_bench_train_reports_the_data_stall(embedded_shards, tmp_path):
+    out = tmp_path / "train.json"
+    assert main(["bench", str(embedded_shards), "--train", "simsiam", "--arch", "resnet18", "--batch-size", "20",
+                 "--batches", "2", "--workers", "1", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    for side in ("real_data", "in_memory"):
+        assert 0.0 <= result[side]["data_wait"] <= 1.0 and result[side]["samples_per_s"] > 0
+    assert result["stall"] == result["real_data"]["data_wait"] and result["ratio_to_ceiling"] > 0

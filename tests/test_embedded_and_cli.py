@@ -45,9 +45,11 @@ def test_shape_mask_box_is_its_bounding_box():
 
 
 def test_demo_runs_and_reports(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path / "demo"), "--images", "24", "--workers", "1"]) == 0
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--images", "24", "--workers", "1", "--epochs", "1"]) == 0
     out = capsys.readouterr().out
     assert "24 written, 0 rejected" in out and "demo finished" in out
+    assert "kNN top-1 on the held-out scenes: pretrained" in out
+    assert (tmp_path / "demo" / "run" / "checkpoint-last.pt").exists()
     assert (tmp_path / "demo" / "preview-logo.png").exists()
     assert main(["info", str(tmp_path / "demo" / "shards")]) == 0
     assert "samples    24 of 24 inputs" in capsys.readouterr().out

@@ -2,6 +2,11 @@
 
     viewkit bench SHARDS --recipe logo [--device cpu|gpu] [--batch-size 64] [--batches 20]
                   [--workers N] [--rounds 2] [--baseline torchvision|none] [--json FILE]
+    viewkit bench SHARDS --train moco_v2 [--arch resnet50] [--batch-size 256] [--batches 50]
+
+--train runs the real trainer for --batches steps and prints its data-stall fraction (time
+waiting for the next batch / step time) and step time, next to the same steps on one
+batch held in memory (the ceiling: data never waits).
 
 The two sides run interleaved (A B A B ...), each for --batches batches after --warmup
 batches, and the medians over rounds are compared: the machine is noisy, a ratio
@@ -41,6 +46,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="baseline blur kernel: the papers' 10%% of the view (default), or capped at "
                              "+-3 sigma_max like viewkit's widest kernel")
     parser.add_argument("--json", help="write every figure and the machine description here")
+    parser.add_argument("--train", help="method: measure the trainer's data stall instead of the views")
+    parser.add_argument("--arch", default="resnet50", help="backbone for --train")
+    parser.add_argument("--precision", choices=["bf16", "fp32"], default=None,
+                        help="--train precision (default: bf16 on gpu, fp32 on cpu)")
 
 
 def _rss_mb(pid: int) -> float:
@@ -187,7 +196,40 @@ def table(result: dict) -> str:
     return "\n".join(rows)
 
 
+def bench_train(args: argparse.Namespace) -> dict:
+    """Data stall of the real trainer: real loader against one batch repeated in memory."""
+    import tempfile
+
+    from viewkit.trainer.config import TrainConfig
+    from viewkit.trainer.loop import train
+
+    config = TrainConfig(method=args.train, arch=args.arch, epochs=1000, batch_size=args.batch_size, device=args.device,
+                         precision=args.precision or ("bf16" if args.device == "gpu" else "fp32"), threads=args.workers,
+                         log_every=args.batches)
+    sides = {}
+    with tempfile.TemporaryDirectory() as run:
+        for side, synthetic in (("real_data", False), ("in_memory", True)):
+            last = train(config, args.shards, f"{run}/{side}", progress=False, max_steps=args.batches, synthetic=synthetic)
+            sides[side] = {"data_wait": last["data_wait"], "samples_per_s": last["samples_per_s"],
+                           "step_ms": 1000 * args.batch_size / last["samples_per_s"]}
+    return {"train": args.train, "arch": args.arch, "device": args.device, "batch_size": args.batch_size,
+            "batches": args.batches, "machine": machine(), **sides,
+            "stall": sides["real_data"]["data_wait"],
+            "ratio_to_ceiling": sides["real_data"]["samples_per_s"] / sides["in_memory"]["samples_per_s"]}
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.train:
+        result = bench_train(args)
+        print(f"trainer {result['train']} on {result['arch']}, {result['device']}, batch {result['batch_size']}, "
+              f"{result['batches']} steps ({result['machine']['cpu']}, gpu {result['machine']['gpu']})")
+        for side in ("real_data", "in_memory"):
+            s = result[side]
+            print(f"  {side:10} data wait {s['data_wait']:6.1%}  step {s['step_ms']:8.1f} ms  {s['samples_per_s']:8.1f} samples/s")
+        print(f"data stall {result['stall']:.1%}; real-data throughput / in-memory ceiling {result['ratio_to_ceiling']:.2f}")
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=2))
+        return 0
     result = bench(args)
     print(table(result))
     if args.json:

@@ -57,9 +57,31 @@ def to_device(batch: dict, device: torch.device, channels_last: bool) -> dict:
     return out
 
 
+def _repeat_first(loader):
+    """The loader's first batch, again and again: data that never stalls (bench's ceiling)."""
+    class Repeat:
+        def __init__(self):
+            self.batch = None
+
+        def __len__(self):
+            return len(loader)
+
+        def __iter__(self):
+            if self.batch is None:
+                self.batch = next(iter(loader))
+            for _ in range(len(loader)):
+                yield self.batch
+
+        def __getattr__(self, name):
+            return getattr(loader, name)
+
+    return Repeat()
+
+
 def train(config: TrainConfig, data: str, out: str | Path, resume: bool = False, progress: bool = True,
-          max_steps: int | None = None) -> dict:
-    """Pretrains; returns the last metrics. `max_steps` stops early (tests, benchmarks)."""
+          max_steps: int | None = None, synthetic: bool = False) -> dict:
+    """Pretrains; returns the last metrics. `max_steps` stops early (tests, benchmarks);
+    `synthetic` trains on the first batch over and over (the data-stall ceiling)."""
     out = Path(out)
     rank, world = setup_distributed(config.device)
     if config.batch_size % world:
@@ -105,13 +127,14 @@ def train(config: TrainConfig, data: str, out: str | Path, resume: bool = False,
         writer = SummaryWriter(out / "tensorboard")
     metrics_file = open(out / "metrics.jsonl", "a") if rank == 0 else None
     last = {}
+    batches = _repeat_first(loader) if synthetic else loader
     for epoch in range(start_epoch, config.epochs):
         loader.set_epoch(epoch)
         bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}", disable=not (progress and rank == 0))
         bar.update(loader.state_dict()["step"])
         waited = busy = 0.0
         ready = time.perf_counter()
-        for batch in loader:
+        for batch in batches:
             fetched = time.perf_counter()
             lr = learning_rate(step, total_steps, config.lr, warmup_steps)
             for group in optimizer.param_groups:
