@@ -46,3 +46,11 @@ def test_bench_train_reports_the_data_stall(embedded_shards, tmp_path):
     for side in ("real_data", "in_memory"):
         assert 0.0 <= result[side]["data_wait"] <= 1.0 and result[side]["samples_per_s"] > 0
     assert result["stall"] == result["real_data"]["data_wait"] and result["ratio_to_ceiling"] > 0
+
+
+def test_bench_saliency_reports_images_per_second(embedded_shards, tmp_path):
+    out = tmp_path / "saliency.json"
+    assert main(["bench", str(embedded_shards), "--saliency", "--arch", "resnet18", "--resolution", "96",
+                 "--batch-size", "30", "--workers", "1", "--device", "cpu", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["images"] == 60 and result["images_per_s"] > 0
