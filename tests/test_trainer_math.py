@@ -114,3 +114,23 @@ def test_mlp_shapes_match_the_papers():
     assert type(simsiam_projector[-1]).__name__ == "BatchNorm1d" and not simsiam_projector[-1].affine
     moco_head = mlp([2048, 2048, 128], batch_norm=False)
     assert [type(m).__name__ for m in moco_head] == ["Linear", "ReLU", "Linear"]
+
+
+def test_scd_mask_pooling_and_triplet_terms_by_hand():
+    from viewkit.trainer.scd import pool_foreground_background, triplet_loss
+
+    feature_map = torch.arange(8.0).reshape(1, 2, 2, 2)  # channels [[0,1],[2,3]] and [[4,5],[6,7]]
+    mask = torch.tensor([[[[1.0, 0.0], [0.5, 0.0]]]])
+    fg, bg = pool_foreground_background(feature_map, mask, eps=0.0)
+    assert torch.allclose(fg, torch.tensor([[(0 + 0.5 * 2) / 1.5, (4 + 0.5 * 6) / 1.5]]))
+    assert torch.allclose(bg, torch.tensor([[(1 + 0.5 * 2 + 3) / 2.5, (5 + 0.5 * 6 + 7) / 2.5]]))
+    z1fg = torch.tensor([[1.0, 0.0]], requires_grad=True)
+    z1bg = torch.tensor([[0.0, 1.0]], requires_grad=True)
+    z2fg = torch.tensor([[1.0, 1.0]], requires_grad=True)
+    z2bg = torch.tensor([[0.0, 1.0]], requires_grad=True)
+    c = 1 / math.sqrt(2)
+    # fg term: max(cos(z1fg, z2bg) - cos(z1fg, z2fg) + 1, 0) = 0 - c + 1; bg term: max(c - 1, 0) = 0.
+    loss = triplet_loss(z1fg, z1bg, z2fg, z2bg, alpha=1.0)
+    assert loss.item() == pytest.approx(0.5 * (1 - c))
+    loss.backward()
+    assert z1fg.grad is not None and z2fg.grad is None and z2bg.grad is None  # view 2 from the target: sg

@@ -15,7 +15,9 @@ from viewkit.tools.cli import main
 
 SMALL_OPTIONS = {"moco_v2": {"queue": 64, "hidden": 64}, "leoclr": {"queue": 64, "hidden": 64},
                  "byol": {"hidden": 64, "dim": 32}, "simsiam": {"dim": 64, "predictor_hidden": 16},
-                 "simclr": {"hidden": 64, "dim": 32}}
+                 "simclr": {"hidden": 64, "dim": 32},
+                 "scd_moco": {"queue": 64, "hidden": 64, "saliency_hidden": 16},
+                 "scd_byol": {"hidden": 64, "dim": 32, "saliency_hidden": 16}}
 
 
 def small_config(method: str, **changes) -> TrainConfig:
@@ -41,7 +43,7 @@ def test_one_real_step_gives_every_trainable_parameter_a_gradient(method, embedd
     assert not missing, missing
     frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
     assert all(p.grad is None for n, p in model.named_parameters() if not p.requires_grad)
-    if method in ("moco_v2", "leoclr", "byol"):
+    if method in ("moco_v2", "leoclr", "byol", "scd_moco", "scd_byol"):
         assert frozen  # momentum / target networks exist and take no gradient
 
 

@@ -11,7 +11,7 @@ import yaml
 
 @dataclass
 class TrainConfig:
-    method: str = "moco_v2"  # moco_v2, byol, simsiam, simclr, leoclr (viewkit.trainer.methods)
+    method: str = "moco_v2"  # moco_v2, byol, simsiam, simclr, leoclr, scd_moco, scd_byol (trainer.methods)
     method_options: dict = field(default_factory=dict)  # e.g. {queue: 4096, temperature: 0.2}
     recipe: str | None = None  # view recipe preset; default: the method's own
     recipe_overrides: dict = field(default_factory=dict)  # e.g. {global_size: 96}

@@ -1,0 +1,140 @@
+"""SCD: saliency-guided contrastive learning with fg/bg triplets, on MoCo-v2 and BYOL.
+
+Saliency network M on the last feature map F: 1x1 conv (2048) - BN - ReLU - 1x1 conv (1)
+- sigmoid. Foreground and background features by mask pooling:
+    fg = sum(M * F) / sum(M),    bg = sum((1 - M) * F) / sum(1 - M).
+A semantic projector (the base's projector architecture) maps them to z_fg, z_bg; view 2's
+come from the momentum/target network. With f_s the cosine similarity and alpha = 1:
+    L_d = 0.5 * (max(f_s(z1fg, z2bg) - f_s(z1fg, z2fg) + alpha, 0)
+                 + max(f_s(z1bg, z2fg) - f_s(z1bg, z2bg), 0))
+    L = L_c + 0.5 * L_d,   L_c the base's loss (MoCo-v2 InfoNCE, or BYOL asymmetric).
+
+choices: the saliency head and semantic projector of view 2 are EMA copies updated with the
+base's momentum (the paper takes view-2 embeddings "from the target network"); no
+predictor on the semantic branch of SCD-BYOL; the hidden width of the saliency head is
+2048 for every backbone.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from viewkit.trainer.losses import byol_loss, info_nce
+from viewkit.trainer.moco import MomentumEncoder
+from viewkit.trainer.nets import Backbone, ema_update, frozen_copy, mlp
+from viewkit.trainer.queue import KeyQueue
+from viewkit.trainer.schedules import ema_momentum
+
+MOCO_DEFAULTS = {"dim": 128, "hidden": 2048, "queue": 65536, "momentum": 0.999, "temperature": 0.2,
+                 "alpha": 1.0, "weight": 0.5, "saliency_hidden": 2048}
+BYOL_DEFAULTS = {"dim": 512, "hidden": 4096, "base_momentum": 0.99, "alpha": 1.0, "weight": 0.5,
+                 "saliency_hidden": 2048}
+
+
+def saliency_head(channels: int, hidden: int) -> nn.Sequential:
+    """M: [B, C, h, w] -> [B, 1, h, w] in (0, 1)."""
+    return nn.Sequential(nn.Conv2d(channels, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU(inplace=True),
+                         nn.Conv2d(hidden, 1, 1), nn.Sigmoid())
+
+
+def pool_foreground_background(feature_map: torch.Tensor, mask: torch.Tensor, eps: float = 1e-6):
+    """[B, C, h, w], [B, 1, h, w] -> fg [B, C], bg [B, C] (mask-weighted means)."""
+    fg = (feature_map * mask).sum((2, 3)) / (mask.sum((2, 3)) + eps)
+    bg = (feature_map * (1 - mask)).sum((2, 3)) / ((1 - mask).sum((2, 3)) + eps)
+    return fg, bg
+
+
+def triplet_loss(z1_fg, z1_bg, z2_fg, z2_bg, alpha: float) -> torch.Tensor:
+    """L_d above, averaged over the batch; view-2 embeddings carry no gradient."""
+    z2_fg, z2_bg = z2_fg.detach(), z2_bg.detach()
+    cos = F.cosine_similarity
+    fg_term = (cos(z1_fg, z2_bg) - cos(z1_fg, z2_fg) + alpha).clamp_min(0)
+    bg_term = (cos(z1_bg, z2_fg) - cos(z1_bg, z2_bg)).clamp_min(0)
+    return (0.5 * (fg_term + bg_term)).mean()
+
+
+class SemanticBranch(nn.Module):
+    """Saliency head + semantic projector, and their momentum copies for view 2."""
+
+    def __init__(self, channels: int, saliency_hidden: int, projector: nn.Module):
+        super().__init__()
+        self.saliency = saliency_head(channels, saliency_hidden)
+        self.projector = projector
+        self.target_saliency, self.target_projector = frozen_copy(self.saliency), frozen_copy(self.projector)
+
+    def online(self, feature_map: torch.Tensor):
+        fg, bg = pool_foreground_background(feature_map, self.saliency(feature_map))
+        return self.projector(fg), self.projector(bg)
+
+    @torch.no_grad()
+    def target(self, feature_map: torch.Tensor):
+        fg, bg = pool_foreground_background(feature_map, self.target_saliency(feature_map))
+        return self.target_projector(fg), self.target_projector(bg)
+
+    @torch.no_grad()
+    def update(self, momentum: float) -> None:
+        ema_update(self.target_saliency, self.saliency, momentum)
+        ema_update(self.target_projector, self.projector, momentum)
+
+
+class SCDMoCo(nn.Module):
+    """SCD on MoCo-v2 (bs 256, lr 0.06)."""
+
+    def __init__(self, arch, dim, hidden, queue, momentum, temperature, alpha, weight, saliency_hidden):
+        super().__init__()
+        self.encoder = MomentumEncoder(arch, dim, hidden, momentum)
+        self.backbone = self.encoder.backbone
+        channels = self.backbone.dim
+        self.semantic = SemanticBranch(channels, saliency_hidden, mlp([channels, hidden, dim], batch_norm=False))
+        self.queue = KeyQueue(queue, dim)
+        self.temperature, self.alpha, self.weight = temperature, alpha, weight
+
+    def forward(self, batch: dict):
+        view1, view2 = batch["global"]
+        self.encoder.update()
+        self.semantic.update(self.encoder.momentum)
+        map1 = self.backbone.feature_map(view1)
+        q = F.normalize(self.encoder.projector(map1.mean((2, 3))), dim=1)
+        with torch.no_grad():
+            map2 = self.encoder.key_backbone.feature_map(view2)
+            k = F.normalize(self.encoder.key_projector(map2.mean((2, 3))), dim=1)
+        contrastive = info_nce(q, k, self.queue.keys.clone(), self.temperature)
+        triplet = triplet_loss(*self.semantic.online(map1), *self.semantic.target(map2), self.alpha)
+        self.queue.push(k)
+        return contrastive + self.weight * triplet, {"loss_contrastive": contrastive.detach(), "loss_triplet": triplet.detach()}
+
+    def after_step(self, step: int, total_steps: int) -> None:
+        pass
+
+
+class SCDBYOL(nn.Module):
+    """SCD on BYOL, asymmetric (one direction, SCD's default; bs 512, lr 0.05), 4096/512 heads."""
+
+    def __init__(self, arch, dim, hidden, base_momentum, alpha, weight, saliency_hidden):
+        super().__init__()
+        self.backbone = Backbone(arch)
+        channels = self.backbone.dim
+        self.projector, self.predictor = mlp([channels, hidden, dim]), mlp([dim, hidden, dim])
+        self.target_backbone, self.target_projector = frozen_copy(self.backbone), frozen_copy(self.projector)
+        self.semantic = SemanticBranch(channels, saliency_hidden, mlp([channels, hidden, dim]))
+        self.base_momentum, self.alpha, self.weight = base_momentum, alpha, weight
+
+    def forward(self, batch: dict):
+        view1, view2 = batch["global"]
+        map1 = self.backbone.feature_map(view1)
+        prediction = self.predictor(self.projector(map1.mean((2, 3))))
+        with torch.no_grad():
+            map2 = self.target_backbone.feature_map(view2)
+            target = self.target_projector(map2.mean((2, 3)))
+        contrastive = byol_loss(prediction, target).mean()
+        triplet = triplet_loss(*self.semantic.online(map1), *self.semantic.target(map2), self.alpha)
+        return contrastive + self.weight * triplet, {"loss_contrastive": contrastive.detach(), "loss_triplet": triplet.detach()}
+
+    @torch.no_grad()
+    def after_step(self, step: int, total_steps: int) -> None:
+        momentum = ema_momentum(step, total_steps, self.base_momentum)
+        ema_update(self.target_backbone, self.backbone, momentum)
+        ema_update(self.target_projector, self.projector, momentum)
+        self.semantic.update(momentum)
