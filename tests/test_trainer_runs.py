@@ -71,7 +71,11 @@ def test_train_and_eval_commands(embedded_shards, tmp_path, capsys):
     for name in ("checkpoint-last.pt", "metrics.jsonl", "config.yaml"):
         assert (tmp_path / "run" / name).exists()
     assert "git" in (tmp_path / "run" / "config.yaml").read_text()
-    assert list((tmp_path / "run" / "tensorboard").iterdir())
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    assert "views/global" in events.Tags()["images"] and "loss" in events.Tags()["scalars"]
     capsys.readouterr()
     assert main(["eval", "knn", "--checkpoint", str(tmp_path / "run" / "checkpoint-last.pt"), "--train",
                  str(embedded_shards), "--val", str(embedded_shards), "--resolution", "32", "--device", "cpu"]) == 0

@@ -78,6 +78,18 @@ def _repeat_first(loader):
     return Repeat()
 
 
+def log_views(writer, batch: dict, step: int, count: int = 8) -> None:
+    """A grid of the first views of the batch, de-normalised, in TensorBoard."""
+    from viewkit.views.augment import IMAGENET_MEAN, IMAGENET_STD
+
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) / 255
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) / 255
+    for key, value in batch.items():
+        if value.dim() == 5 and value.shape[2] == 3:  # [V, B, 3, S, S]: a view family
+            images = value[0, :count].float().cpu() * std + mean
+            writer.add_images(f"views/{key}", images.clamp(0, 1), step)
+
+
 def train(config: TrainConfig, data: str, out: str | Path, resume: bool = False, progress: bool = True,
           max_steps: int | None = None, synthetic: bool = False) -> dict:
     """Pretrains; returns the last metrics. `max_steps` stops early (tests, benchmarks);
@@ -139,6 +151,8 @@ def train(config: TrainConfig, data: str, out: str | Path, resume: bool = False,
             lr = learning_rate(step, total_steps, config.lr, warmup_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
+            if rank == 0 and loader.state_dict()["step"] == 1:
+                log_views(writer, batch, step)
             batch = to_device(batch, device, config.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                 loss, extra = forward(batch)
