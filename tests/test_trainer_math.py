@@ -134,3 +134,32 @@ def test_scd_mask_pooling_and_triplet_terms_by_hand():
     assert loss.item() == pytest.approx(0.5 * (1 - c))
     loss.backward()
     assert z1fg.grad is not None and z2fg.grad is None and z2bg.grad is None  # view 2 from the target: sg
+
+
+def test_regioncl_mask_pooling_equals_manual_pooling_on_the_swap_cells():
+    from viewkit.trainer.regioncl import pool_paste_and_canvas
+
+    feature_map = torch.randn(2, 4, 7, 7)
+    cells = torch.tensor([1, 2, 4, 6])  # x0, y0, x1, y1
+    paste, canvas = pool_paste_and_canvas(feature_map, cells)
+    inside = [(y, x) for y in range(7) for x in range(7) if 2 <= y < 6 and 1 <= x < 4]
+    outside = [(y, x) for y in range(7) for x in range(7) if (y, x) not in inside]
+    assert torch.allclose(paste, torch.stack([feature_map[:, :, y, x] for y, x in inside]).mean(0))
+    assert torch.allclose(canvas, torch.stack([feature_map[:, :, y, x] for y, x in outside]).mean(0))
+    with pytest.raises(ValueError, match="no paste or no canvas"):
+        pool_paste_and_canvas(feature_map, torch.tensor([0, 0, 7, 7]))
+
+
+def test_regioncl_region_targets_follow_the_swap():
+    """Canvas i is scored against k_i, paste i against k_(B-1-i), the other region as a negative."""
+    from viewkit.trainer.losses import info_nce
+
+    k = F.normalize(torch.randn(4, 8, dtype=torch.float64), dim=1)
+    z_canvas, z_paste = k.clone(), k.flip(0).clone()  # perfect region features
+    source = torch.arange(3, -1, -1)
+    queue = F.normalize(torch.randn(16, 8, dtype=torch.float64), dim=1)
+    matched = info_nce(torch.cat([z_canvas, z_paste]), torch.cat([k, k[source]]), queue, 0.2,
+                       torch.cat([z_paste, z_canvas]))
+    swapped = info_nce(torch.cat([z_canvas, z_paste]), torch.cat([k[source], k]), queue, 0.2,
+                       torch.cat([z_paste, z_canvas]))
+    assert matched < swapped

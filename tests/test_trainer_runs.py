@@ -17,11 +17,14 @@ SMALL_OPTIONS = {"moco_v2": {"queue": 64, "hidden": 64}, "leoclr": {"queue": 64,
                  "byol": {"hidden": 64, "dim": 32}, "simsiam": {"dim": 64, "predictor_hidden": 16},
                  "simclr": {"hidden": 64, "dim": 32},
                  "scd_moco": {"queue": 64, "hidden": 64, "saliency_hidden": 16},
+                 "regioncl": {"queue": 64, "hidden": 64},
                  "scd_byol": {"hidden": 64, "dim": 32, "saliency_hidden": 16}}
 
 
 def small_config(method: str, **changes) -> TrainConfig:
     overrides = {"global_size": 32} | ({"original_size": 32} if method == "leoclr" else {})
+    if method == "regioncl":  # a 3 x 3 map: boxes of 1-2 cells leave a canvas
+        overrides = {"global_size": 96, "swap_cells": [1, 2]}
     return TrainConfig(**({"method": method, "method_options": SMALL_OPTIONS[method], "arch": "resnet18", "epochs": 2,
                            "batch_size": 20, "base_lr": 0.05, "device": "cpu", "precision": "fp32", "threads": 2,
                            "log_every": 1, "recipe_overrides": overrides} | changes))
@@ -43,7 +46,7 @@ def test_one_real_step_gives_every_trainable_parameter_a_gradient(method, embedd
     assert not missing, missing
     frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
     assert all(p.grad is None for n, p in model.named_parameters() if not p.requires_grad)
-    if method in ("moco_v2", "leoclr", "byol", "scd_moco", "scd_byol"):
+    if method in ("moco_v2", "leoclr", "byol", "scd_moco", "scd_byol", "regioncl"):
         assert frozen  # momentum / target networks exist and take no gradient
 
 

@@ -124,6 +124,6 @@ class Recipe:
             source = next((c for c in self.crops if c.name == self.swap.source), None)
             if source is None:
                 raise ValueError(f"swap.source {self.swap.source!r} is not a crop family of {names}")
-            if source.size % self.swap.grid or max(self.swap.cells) * self.swap.grid > source.size:
+            if source.size % self.swap.grid or max(self.swap.cells) * self.swap.grid >= source.size:
                 raise ValueError(f"swap: {source.size} px views need a size divisible by grid {self.swap.grid} "
-                                 f"and room for {max(self.swap.cells)} cells")
+                                 f"and more than {max(self.swap.cells)} cells, so that some canvas stays around the box")

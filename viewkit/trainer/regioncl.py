@@ -1,0 +1,67 @@
+"""RegionCL on MoCo-v2 (Xu et al. 2022, "RegionCL: Exploring Contrastive Region Pairs for
+Self-supervised Representation Learning"; official code). Instance branch: MoCo-v2's
+InfoNCE of the unswapped query view against its key. Region branch: the swapped composite
+(region of sample j = B-1-i pasted into sample i, viewkit's `swap` views) goes through
+the query encoder; on its last feature map the paste cells and the canvas cells are
+mean-pooled and sent through the same projector. The canvas of composite i has positive
+k_i, its paste positive k_j; each has the other region of its own composite (stop-grad)
+as one extra negative, plus the queue; T 0.2. L = L_instance + L_region.
+
+choice: L_region is the mean over the 2B region queries (canvas and paste as one batch).
+The RegionCL-S (SimSiam) variant is not implemented yet.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from viewkit.trainer.losses import info_nce
+from viewkit.trainer.moco import MomentumEncoder
+from viewkit.trainer.queue import KeyQueue
+
+DEFAULTS = {"dim": 128, "hidden": 2048, "queue": 65536, "momentum": 0.999, "temperature": 0.2}
+STRIDE = 32  # ResNet's last feature map: one cell per 32 px, the swap grid
+
+
+def pool_paste_and_canvas(feature_map: torch.Tensor, cells: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """[B, C, h, w] and the box in cells (x0, y0, x1, y1) -> paste [B, C], canvas [B, C]."""
+    _, _, h, w = feature_map.shape
+    x0, y0, x1, y1 = (int(v) for v in cells.tolist())
+    mask = torch.zeros(h, w, dtype=torch.bool, device=feature_map.device)
+    mask[y0:y1, x0:x1] = True
+    if mask.all() or not mask.any():
+        raise ValueError(f"swap cells {cells.tolist()} leave no paste or no canvas on a {h}x{w} map")
+    return feature_map[:, :, mask].mean(-1), feature_map[:, :, ~mask].mean(-1)
+
+
+class RegionCL(nn.Module):
+    def __init__(self, arch: str, dim: int, hidden: int, queue: int, momentum: float, temperature: float):
+        super().__init__()
+        self.encoder = MomentumEncoder(arch, dim, hidden, momentum)
+        self.backbone = self.encoder.backbone
+        self.queue = KeyQueue(queue, dim)
+        self.temperature = temperature
+
+    def forward(self, batch: dict):
+        view1, view2 = batch["global"]
+        composite = batch["swap"]
+        if composite.shape[-1] != view1.shape[-1] or composite.shape[-1] % STRIDE:
+            raise ValueError("RegionCL needs swap composites of the query view's size, a multiple of 32 px")
+        self.encoder.update()
+        q, k = self.encoder.query(view1), self.encoder.key(view2)
+        negatives = self.queue.keys.clone()
+        instance = info_nce(q, k, negatives, self.temperature)
+        paste, canvas = pool_paste_and_canvas(self.backbone.feature_map(composite), batch["swap_cells"])
+        z_paste = F.normalize(self.encoder.projector(paste), dim=1)
+        z_canvas = F.normalize(self.encoder.projector(canvas), dim=1)
+        queries = torch.cat([z_canvas, z_paste])
+        positives = torch.cat([k, k[batch["swap_source"]]])
+        other_region = torch.cat([z_paste, z_canvas]).detach()
+        region = info_nce(queries, positives, negatives, self.temperature, extra_negatives=other_region)
+        self.queue.push(k)
+        return instance + region, {"loss_instance": instance.detach(), "loss_region": region.detach()}
+
+    def after_step(self, step: int, total_steps: int) -> None:
+        pass
