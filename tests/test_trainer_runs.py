@@ -18,11 +18,14 @@ SMALL_OPTIONS = {"moco_v2": {"queue": 64, "hidden": 64}, "leoclr": {"queue": 64,
                  "simclr": {"hidden": 64, "dim": 32},
                  "scd_moco": {"queue": 64, "hidden": 64, "saliency_hidden": 16},
                  "regioncl": {"queue": 64, "hidden": 64},
+                 "logo_moco": {"queue": 64, "hidden": 64, "critic_hidden": 16},
                  "scd_byol": {"hidden": 64, "dim": 32, "saliency_hidden": 16}}
 
 
 def small_config(method: str, **changes) -> TrainConfig:
     overrides = {"global_size": 32} | ({"original_size": 32} if method == "leoclr" else {})
+    if method == "logo_moco":
+        overrides["local_size"] = 16
     if method == "regioncl":  # a 3 x 3 map: boxes of 1-2 cells leave a canvas
         overrides = {"global_size": 96, "swap_cells": [1, 2]}
     return TrainConfig(**({"method": method, "method_options": SMALL_OPTIONS[method], "arch": "resnet18", "epochs": 2,
@@ -40,13 +43,13 @@ def test_one_real_step_gives_every_trainable_parameter_a_gradient(method, embedd
     batch = next(iter(loader))
     loss, _ = model(batch)
     assert torch.isfinite(loss)
-    loss.backward()
+    model.backward(loss) if hasattr(model, "backward") else loss.backward()
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
     missing = [n for n, p in trainable.items() if p.grad is None or not p.grad.abs().sum() > 0]
     assert not missing, missing
     frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
     assert all(p.grad is None for n, p in model.named_parameters() if not p.requires_grad)
-    if method in ("moco_v2", "leoclr", "byol", "scd_moco", "scd_byol", "regioncl"):
+    if method in ("moco_v2", "leoclr", "byol", "scd_moco", "scd_byol", "regioncl", "logo_moco"):
         assert frozen  # momentum / target networks exist and take no gradient
 
 

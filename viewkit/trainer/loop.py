@@ -109,7 +109,11 @@ def train(config: TrainConfig, data: str, out: str | Path, resume: bool = False,
     if world > 1 and config.sync_bn:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     method = model
-    if world > 1:
+    custom_backward = hasattr(method, "backward")  # e.g. LoGo's clipped second gradient
+    if world > 1 and custom_backward:
+        for tensor in list(method.parameters()) + list(method.buffers()):
+            dist.broadcast(tensor.data, 0)  # the method averages its own gradients
+    elif world > 1:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     forward = torch.compile(model) if config.compile else model
     optimizer = make_optimizer(config, method)
@@ -157,7 +161,7 @@ def train(config: TrainConfig, data: str, out: str | Path, resume: bool = False,
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                 loss, extra = forward(batch)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            method.backward(loss) if custom_backward else loss.backward()
             optimizer.step()
             method.after_step(step, total_steps)
             step += 1

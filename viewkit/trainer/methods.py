@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from viewkit.trainer import byol, leoclr, moco, regioncl, scd, simclr, simsiam
+from viewkit.trainer import byol, leoclr, logo, moco, regioncl, scd, simclr, simsiam
 
 METHODS = {
     "moco_v2": (moco.MoCoV2, moco.DEFAULTS, "moco_v2"),
@@ -10,6 +10,7 @@ METHODS = {
     "simsiam": (simsiam.SimSiam, simsiam.DEFAULTS, "simsiam"),
     "simclr": (simclr.SimCLR, simclr.DEFAULTS, "simclr"),
     "leoclr": (leoclr.LeOCLR, leoclr.DEFAULTS, "leoclr"),
+    "logo_moco": (logo.LoGo, logo.DEFAULTS, "logo"),
     "regioncl": (regioncl.RegionCL, regioncl.DEFAULTS, "regioncl"),
     "scd_moco": (scd.SCDMoCo, scd.MOCO_DEFAULTS, "moco_v2"),
     "scd_byol": (scd.SCDBYOL, scd.BYOL_DEFAULTS, "scd"),

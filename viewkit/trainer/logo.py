@@ -1,0 +1,114 @@
+"""LoGo (Zhang et al. 2022, "Leverage Your Local and Global Representations: A New
+Self-Supervised Learning Strategy"), on MoCo-v2 (2 global + 2 local views).
+
+    L_gg = l(g1, g2) + l(g2, g1)                      globals attract (InfoNCE, queue)
+    L_lg = sum over locals j and globals i of l(l_j, sg(g_i))   locals attract to globals
+    L_ll = f(l_1, l_2)                                locals of one image are pushed apart
+f is a learned critic (MLP on the concatenated embeddings, softplus output) trained to
+maximise Omega = E_pos f - E_neg f, negatives pairing a local crop with a local crop of
+another image of the batch (here: the next image).
+
+Official code (default, `ll_mode="clip"`): L_ll takes its own encoder gradient, whose norm
+is clipped to 0.015 x the norm of the main loss's gradient, with a 3-layer critic with BN.
+Paper (`ll_mode="lambda"`): L = L_gg + L_lg + lambda L_ll, lambda 5e-4 (MoCo) / 1e-4
+(SimSiam), and `critic_layers=5`.
+
+choices: critic input is the pair of L2-normalised query projections; the queue takes the
+keys of global 1 only; the SimSiam variant is not implemented yet.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from viewkit.trainer.losses import info_nce
+from viewkit.trainer.moco import MomentumEncoder
+from viewkit.trainer.queue import KeyQueue
+
+DEFAULTS = {"dim": 128, "hidden": 2048, "queue": 4096, "momentum": 0.999, "temperature": 0.07,
+            "ll_mode": "clip", "clip_ratio": 0.015, "ll_weight": 5e-4, "critic_hidden": 512, "critic_layers": 3}
+
+
+def critic(dim: int, hidden: int, layers: int) -> nn.Sequential:
+    blocks: list[nn.Module] = []
+    width = 2 * dim
+    for _ in range(layers - 1):
+        blocks += [nn.Linear(width, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True)]
+        width = hidden
+    return nn.Sequential(*blocks, nn.Linear(width, 1), nn.Softplus())
+
+
+def affinity(model: nn.Module, a: torch.Tensor, b: torch.Tensor, frozen: bool = False) -> torch.Tensor:
+    """f(a, b) [B]; `frozen`: no gradient reaches the critic's own parameters."""
+    pair = torch.cat([a, b], dim=1)
+    if not frozen:
+        return model(pair).squeeze(1)
+    detached = {name: p.detach() for name, p in model.named_parameters()}
+    return torch.func.functional_call(model, detached | dict(model.named_buffers()), (pair,)).squeeze(1)
+
+
+class LoGo(nn.Module):
+    def __init__(self, arch, dim, hidden, queue, momentum, temperature, ll_mode, clip_ratio, ll_weight, critic_hidden,
+                 critic_layers):
+        super().__init__()
+        if ll_mode not in ("clip", "lambda"):
+            raise ValueError(f"ll_mode {ll_mode!r}: 'clip' (official code) or 'lambda' (paper)")
+        self.encoder = MomentumEncoder(arch, dim, hidden, momentum)
+        self.backbone = self.encoder.backbone
+        self.critic = critic(dim, critic_hidden, critic_layers)
+        self.queue = KeyQueue(queue, dim)
+        self.temperature, self.ll_mode, self.clip_ratio, self.ll_weight = temperature, ll_mode, clip_ratio, ll_weight
+        self._parts = None
+
+    def forward(self, batch: dict):
+        globals_, locals_ = batch["global"], batch["local"]
+        self.encoder.update()
+        negatives = self.queue.keys.clone()
+        g = [self.encoder.query(view) for view in globals_]
+        k = [self.encoder.key(view) for view in globals_]
+        l = [self.encoder.query(view) for view in locals_]
+        t = self.temperature
+        global_global = info_nce(g[0], k[1], negatives, t) + info_nce(g[1], k[0], negatives, t)
+        local_global = sum(info_nce(lj, ki, negatives, t) for lj in l for ki in k)
+        positive = affinity(self.critic, l[0].detach(), l[1].detach())
+        negative = affinity(self.critic, l[0].detach(), l[1].detach().roll(1, dims=0))
+        omega = positive.mean() - negative.mean()
+        local_local = affinity(self.critic, l[0], l[1], frozen=True).mean()  # the encoder pushes locals apart
+        self.queue.push(k[0])
+        main = global_global + local_global - omega  # -omega trains the critic only (inputs detached)
+        metrics = {"loss_gg": global_global.detach(), "loss_lg": local_global.detach(), "omega": omega.detach(),
+                   "loss_ll": local_local.detach()}
+        if self.ll_mode == "lambda":
+            return main + self.ll_weight * local_local, metrics
+        self._parts = (main, local_local)
+        return main.detach() + local_local.detach(), metrics
+
+    def backward(self, _loss: torch.Tensor) -> None:
+        """Official LoGo: the L_ll gradient, clipped to clip_ratio x |grad of the main loss|."""
+        if self.ll_mode == "lambda":
+            _loss.backward()
+            return
+        main, local_local = self._parts
+        self._parts = None
+        parameters = [p for p in self.parameters() if p.requires_grad]
+        main_grads = torch.autograd.grad(main, parameters, retain_graph=True, allow_unused=True)
+        ll_grads = torch.autograd.grad(local_local, parameters, allow_unused=True)
+        def norm(grads):
+            return torch.sqrt(sum((g.float() ** 2).sum() for g in grads if g is not None))
+        main_norm, ll_norm = norm(main_grads), norm(ll_grads)
+        scale = torch.clamp(self.clip_ratio * main_norm / (ll_norm + 1e-12), max=1.0)
+        world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+        for p, gm, gl in zip(parameters, main_grads, ll_grads):
+            grad = torch.zeros_like(p) if gm is None else gm.clone()
+            if gl is not None:
+                grad += scale * gl
+            if world > 1:  # not under DDP (it cannot see autograd.grad): average here
+                dist.all_reduce(grad)
+                grad /= world
+            p.grad = grad
+
+    def after_step(self, step: int, total_steps: int) -> None:
+        pass
