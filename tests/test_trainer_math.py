@@ -208,3 +208,17 @@ def test_logo_critic_learns_to_separate_positive_pairs():
     model.eval()
     assert affinity(model, anchors, partners).mean() > affinity(model, anchors, partners.roll(1, 0)).mean() + 0.5
     assert (affinity(model, anchors, partners) >= 0).all()  # softplus output
+
+
+def test_sgcl_weights_and_nearest_neighbours_by_hand():
+    from viewkit.trainer.sgcl import SGCL
+
+    model = SGCL("resnet18", dim=2, hidden=8, base_momentum=0.99, gamma=0.5, neighbours=2, queue=4)
+    assert model.inter_loss(torch.ones(1, 2), torch.ones(1)).item() == 0.0  # memory still empty
+    model.remember(torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [1.0, 1.0]]))
+    prediction = torch.tensor([[1.0, 0.2]])
+    weight = torch.tensor([0.25]) ** 0.5  # P = 0.25, gamma = 0.5
+    # Nearest two by cosine: [1, 0] and [1, 1]/sqrt(2).
+    p = F.normalize(prediction, dim=1)[0]
+    expected = sum(2 - 2 * float(p @ F.normalize(torch.tensor(n), dim=0)) for n in ([1.0, 0.0], [1.0, 1.0])) / 2
+    assert model.inter_loss(prediction, weight).item() == pytest.approx(0.5 * expected, rel=1e-5)

@@ -19,6 +19,7 @@ SMALL_OPTIONS = {"moco_v2": {"queue": 64, "hidden": 64}, "leoclr": {"queue": 64,
                  "scd_moco": {"queue": 64, "hidden": 64, "saliency_hidden": 16},
                  "regioncl": {"queue": 64, "hidden": 64},
                  "logo_moco": {"queue": 64, "hidden": 64, "critic_hidden": 16},
+                 "sgcl": {"hidden": 64, "dim": 32, "queue": 64},
                  "scd_byol": {"hidden": 64, "dim": 32, "saliency_hidden": 16}}
 
 
@@ -26,6 +27,8 @@ def small_config(method: str, **changes) -> TrainConfig:
     overrides = {"global_size": 32} | ({"original_size": 32} if method == "leoclr" else {})
     if method == "logo_moco":
         overrides["local_size"] = 16
+    if method == "sgcl":
+        overrides |= {"saliency_size": 32, "saliency_pairs": 2}
     if method == "regioncl":  # a 3 x 3 map: boxes of 1-2 cells leave a canvas
         overrides = {"global_size": 96, "swap_cells": [1, 2]}
     return TrainConfig(**({"method": method, "method_options": SMALL_OPTIONS[method], "arch": "resnet18", "epochs": 2,
@@ -49,7 +52,7 @@ def test_one_real_step_gives_every_trainable_parameter_a_gradient(method, embedd
     assert not missing, missing
     frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
     assert all(p.grad is None for n, p in model.named_parameters() if not p.requires_grad)
-    if method in ("moco_v2", "leoclr", "byol", "scd_moco", "scd_byol", "regioncl", "logo_moco"):
+    if method in ("moco_v2", "leoclr", "byol", "scd_moco", "scd_byol", "regioncl", "logo_moco", "sgcl"):
         assert frozen  # momentum / target networks exist and take no gradient
 
 
@@ -111,3 +114,14 @@ def test_two_process_gloo_ddp_step(embedded_shards, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "world_size: 2" in (tmp_path / "run" / "config.yaml").read_text()
     assert len(losses(tmp_path / "run")) == 3  # 60 samples / (10 per rank x 2 ranks)
+
+
+def test_sgcl_refreshes_its_saliency_store_while_training(embedded_shards, tmp_path):
+    from viewkit.saliency import SaliencyStore
+    from viewkit.trainer import checkpoint as ckpt
+
+    config = small_config("sgcl", epochs=2, saliency_interval=1, saliency_resolution=64)
+    train(config, embedded_shards, tmp_path / "run", progress=False)
+    store = SaliencyStore(tmp_path / "run" / "saliency-store")
+    assert store.meta["epoch"] == 1 and store.meta["source"] == "ncut" and store.meta["num_samples"] == 60
+    assert ckpt.load(tmp_path / "run" / "checkpoint-last.pt")["saliency_store"]["version"] == 1

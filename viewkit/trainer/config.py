@@ -11,7 +11,7 @@ import yaml
 
 @dataclass
 class TrainConfig:
-    method: str = "moco_v2"  # moco_v2, byol, simsiam, simclr, leoclr, scd_moco, scd_byol (trainer.methods)
+    method: str = "moco_v2"  # a name of viewkit.trainer.methods.METHODS
     method_options: dict = field(default_factory=dict)  # e.g. {queue: 4096, temperature: 0.2}
     recipe: str | None = None  # view recipe preset; default: the method's own
     recipe_overrides: dict = field(default_factory=dict)  # e.g. {global_size: 96}
@@ -36,6 +36,8 @@ class TrainConfig:
     knn_train: str | None = None  # labelled shards for the kNN monitor
     knn_val: str | None = None
     knn_resolution: int = 224
+    saliency_interval: int = 0  # epochs between saliency refreshes (SGCL: 100 of 800); 0: never
+    saliency_resolution: int = 640  # original view size for the refresh (SGCL: 640)
 
     def __post_init__(self):
         from viewkit.trainer.methods import METHODS

@@ -23,6 +23,8 @@ import yaml
 from tqdm import tqdm
 
 from viewkit.loaders.view_loader import ViewLoader
+from viewkit.saliency.sources import ncut_regions
+from viewkit.saliency.store import SaliencyStore
 from viewkit.trainer import checkpoint as ckpt
 from viewkit.trainer.config import TrainConfig
 from viewkit.trainer.lars import LARS
@@ -90,6 +92,19 @@ def log_views(writer, batch: dict, step: int, count: int = 8) -> None:
             writer.add_images(f"views/{key}", images.clamp(0, 1), step)
 
 
+def refresh_saliency(config: TrainConfig, method, data: str, store: Path, epoch: int, rank: int, world: int) -> None:
+    """SGCL step 1 with the model being trained: regions by Ncut on its features, written
+    atomically by rank 0; the other ranks wait, then read the same store."""
+    if rank == 0:
+        boxes, scores, counts = ncut_regions(data, method.backbone.trunk, resolution=config.saliency_resolution,
+                                             device=config.device, progress=False, threads=config.threads)
+        method.backbone.train()
+        SaliencyStore(store).write(boxes, scores, counts, source="ncut", epoch=epoch)
+        print(f"epoch {epoch}: saliency refreshed, {int((counts > 0).sum())} of {len(counts)} images with regions")
+    if world > 1:
+        dist.barrier()
+
+
 def train(config: TrainConfig, data: str, out: str | Path, resume: bool = False, progress: bool = True,
           max_steps: int | None = None, synthetic: bool = False) -> dict:
     """Pretrains; returns the last metrics. `max_steps` stops early (tests, benchmarks);
@@ -144,7 +159,15 @@ def train(config: TrainConfig, data: str, out: str | Path, resume: bool = False,
     metrics_file = open(out / "metrics.jsonl", "a") if rank == 0 else None
     last = {}
     batches = _repeat_first(loader) if synthetic else loader
+    store = out / "saliency-store"
+    if recipe.saliency is not None and (store / "meta.json").exists():
+        loader.set_side_data(SaliencyStore(store).table())  # resumed: the regions it trained with
+    resumed_mid_epoch = 0 < loader.state_dict()["step"] < steps_per_epoch
     for epoch in range(start_epoch, config.epochs):
+        starts_fresh = not (epoch == start_epoch and resumed_mid_epoch)
+        if config.saliency_interval and epoch and epoch % config.saliency_interval == 0 and starts_fresh:
+            refresh_saliency(config, method, data, store, epoch, rank, world)
+            loader.set_side_data(SaliencyStore(store).table())
         loader.set_epoch(epoch)
         bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}", disable=not (progress and rank == 0))
         bar.update(loader.state_dict()["step"])
@@ -191,6 +214,7 @@ def train(config: TrainConfig, data: str, out: str | Path, resume: bool = False,
             state = {"config": dataclasses.asdict(config), "model": method.state_dict(), "optimizer": optimizer.state_dict(),
                      "epoch": epoch + 1 if finished_epoch else epoch, "step": step, "loader": loader.state_dict(),
                      "rng": ckpt.rng_state(), "arch": config.arch, "backbone": method.backbone.torchvision_state(),
+                     "saliency_store": SaliencyStore(store).meta if (store / "meta.json").exists() else None,
                      "git": ckpt.git_revision()}
             ckpt.save(out / "checkpoint-last.pt", state)
             if finished_epoch and (epoch + 1) % config.checkpoint_every == 0:

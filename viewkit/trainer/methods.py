@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from viewkit.trainer import byol, leoclr, logo, moco, regioncl, scd, simclr, simsiam
+from viewkit.trainer import byol, leoclr, logo, moco, regioncl, scd, sgcl, simclr, simsiam
 
 METHODS = {
     "moco_v2": (moco.MoCoV2, moco.DEFAULTS, "moco_v2"),
@@ -12,6 +12,7 @@ METHODS = {
     "leoclr": (leoclr.LeOCLR, leoclr.DEFAULTS, "leoclr"),
     "logo_moco": (logo.LoGo, logo.DEFAULTS, "logo"),
     "regioncl": (regioncl.RegionCL, regioncl.DEFAULTS, "regioncl"),
+    "sgcl": (sgcl.SGCL, sgcl.DEFAULTS, "sgcl"),
     "scd_moco": (scd.SCDMoCo, scd.MOCO_DEFAULTS, "moco_v2"),
     "scd_byol": (scd.SCDBYOL, scd.BYOL_DEFAULTS, "scd"),
 }

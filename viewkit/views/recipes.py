@@ -79,6 +79,8 @@ def get(name: str, **overrides) -> Recipe:
             direct[key] = value
         elif key == "original_size" and recipe.original is not None:
             direct["original"] = replace(recipe.original, size=value)
+        elif family == "saliency" and recipe.saliency is not None and field in ("pairs", "size", "max_regions"):
+            direct["saliency"] = replace(direct.get("saliency", recipe.saliency), **{field: value})
         elif family == "swap" and recipe.swap is not None and field in ("cells", "grid", "source"):
             direct["swap"] = replace(direct.get("swap", recipe.swap), **{field: tuple(value) if isinstance(value, list) else value})
         elif family in crops and field in _CROP_FIELDS:
