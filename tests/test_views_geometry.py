@@ -1,6 +1,5 @@
 """Views on the CPU backend: contract, determinism, and geometry checked pixel by pixel."""
 
-from dataclasses import replace
 
 import numpy as np
 import pytest
