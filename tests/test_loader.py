@@ -111,7 +111,7 @@ def test_side_data_follows_its_sample_under_shuffling(embedded_shards):
             boxes[i, 0] = [i, i + 1, i + 40, i + 50]  # a box that names its sample
             scores[i, 0] = 0.5
     table = RegionTable(boxes, scores)
-    recipe = recipes.get("sgcl", global_size=32)
+    recipe = recipes.get("sgcl")
     from dataclasses import replace
 
     recipe = replace(recipe, saliency=replace(recipe.saliency, size=16))

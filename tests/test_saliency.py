@@ -173,7 +173,7 @@ def test_store_joins_by_id_through_the_loader(embedded_shards, tmp_path):
     counts = np.ones(n, np.int32)
     store = SaliencyStore(tmp_path / "store")
     store.write(boxes, scores, counts, source="test")
-    recipe = recipes.get("sgcl", global_size=32)
+    recipe = recipes.get("sgcl")
     recipe = replace(recipe, saliency=replace(recipe.saliency, size=16))
     loader = ViewLoader(embedded_shards, recipe, 12, device="cpu", threads=2, side_data=store.table(), drop_last=False)
     for batch in loader:

@@ -28,7 +28,7 @@ def small_config(method: str, **changes) -> TrainConfig:
     if method == "logo_moco":
         overrides["local_size"] = 16
     if method == "sgcl":
-        overrides |= {"saliency_size": 32, "saliency_pairs": 2}
+        overrides = {"saliency_size": 32, "saliency_pairs": 2}
     if method == "regioncl":  # a 3 x 3 map: boxes of 1-2 cells leave a canvas
         overrides = {"global_size": 96, "swap_cells": [1, 2]}
     return TrainConfig(**({"method": method, "method_options": SMALL_OPTIONS[method], "arch": "resnet18", "epochs": 2,

@@ -47,9 +47,9 @@ PRESETS: dict[str, Recipe] = {
         _two_views("global", (0.4, 1.0), (MOCO_V2,)),
         Crops("local", count=2, size=96, scale=(0.05, 0.4), ratio=_RATIO, augments=(MOCO_V2,)),
     )),
-    # SGCL: t = 4 region pairs of 96 px, BYOL augmentations; the two BYOL 224 views too.
-    "sgcl": Recipe("sgcl", crops=(_two_views("global", (0.08, 1.0), (BYOL_VIEW1, BYOL_VIEW2)),),
-                   saliency=SaliencyCrops()),
+    # SGCL: t = 4 region pairs of 96 px (B', B'') with BYOL's two augmentations; its losses
+    # use region pairs only, so no image-level views are cut.
+    "sgcl": Recipe("sgcl", saliency=SaliencyCrops()),
     # RegionCL: MoCo-v2 views; the composite from the first (query) view, 32 px grid.
     "regioncl": Recipe("regioncl", crops=(_two_views("global", (0.2, 1.0), (MOCO_V2,)),), swap=RegionSwap()),
     # Not a paper's recipe: the heavy multi-crop load `viewkit bench` is judged on
