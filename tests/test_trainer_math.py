@@ -222,3 +222,18 @@ def test_sgcl_weights_and_nearest_neighbours_by_hand():
     p = F.normalize(prediction, dim=1)[0]
     expected = sum(2 - 2 * float(p @ F.normalize(torch.tensor(n), dim=0)) for n in ([1.0, 0.0], [1.0, 1.0])) / 2
     assert model.inter_loss(prediction, weight).item() == pytest.approx(0.5 * expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "lars"])
+def test_linear_probe_learns_separable_features(optimizer):
+    from viewkit.trainer.linear import linear_top1
+
+    generator = torch.Generator().manual_seed(0)
+    centres = torch.randn(3, 16, generator=generator) * 3
+    labels = torch.arange(3).repeat(60)
+    features = centres[labels] + torch.randn(180, 16, generator=generator)
+    top1 = linear_top1(features[:150], labels[:150], features[150:], labels[150:], epochs=30, lr=0.5 if optimizer == "sgd" else 5.0,
+                       batch_size=32, optimizer=optimizer)
+    assert top1 == 1.0
+    shuffled = labels[torch.randperm(180, generator=generator)]
+    assert linear_top1(features[:150], shuffled[:150], features[150:], shuffled[150:], epochs=30) < 0.6  # no signal

@@ -91,6 +91,10 @@ def test_train_and_eval_commands(embedded_shards, tmp_path, capsys):
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("knn_top1=") and 0.0 <= float(last.split("=")[1]) <= 1.0
     assert json.loads((tmp_path / "run" / "checkpoint-last.knn.json").read_text())["protocol"] == "knn"
+    assert main(["eval", "linear", "--checkpoint", str(tmp_path / "run" / "checkpoint-last.pt"), "--train",
+                 str(embedded_shards), "--val", str(embedded_shards), "--resolution", "32", "--device", "cpu",
+                 "--epochs", "5"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("linear_top1=")
 
 
 def test_bad_config_is_named(tmp_path):

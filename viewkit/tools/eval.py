@@ -2,8 +2,10 @@
 
     viewkit eval knn --checkpoint RUN/checkpoint-last.pt --train SHARDS --val SHARDS [--json FILE]
     viewkit eval knn --random-init --arch resnet18 --train SHARDS --val SHARDS
+    viewkit eval linear --checkpoint CKPT --train SHARDS --val SHARDS [--epochs 100] [--lr 0.1] [--optimizer sgd|lars]
 
-Prints `knn_top1=...` as its last line (weighted kNN, k 200, T 0.07, frozen features).
+Prints `knn_top1=...` (weighted kNN, k 200, T 0.07) or `linear_top1=...` (linear classifier on
+frozen features, see viewkit.trainer.linear) as its last line.
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ import torch
 
 from viewkit.trainer import checkpoint as ckpt
 from viewkit.trainer.knn import extract, knn_top1
+from viewkit.trainer.linear import linear_top1
 from viewkit.trainer.nets import Backbone
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("protocol", choices=["knn"], help="evaluation protocol")
+    parser.add_argument("protocol", choices=["knn", "linear"], help="evaluation protocol")
     parser.add_argument("--checkpoint", help="viewkit checkpoint (viewkit train)")
     parser.add_argument("--random-init", action="store_true", help="the same network untrained: the baseline")
     parser.add_argument("--arch", help="architecture for --random-init (default: the checkpoint's, else resnet50)")
@@ -31,6 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temperature", type=float, default=0.07)
     parser.add_argument("--device", choices=["cpu", "gpu"], default="gpu" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random initialisation")
+    parser.add_argument("--epochs", type=int, default=100, help="linear: classifier epochs")
+    parser.add_argument("--lr", type=float, default=0.1, help="linear: peak learning rate (cosine)")
+    parser.add_argument("--batch-size", type=int, default=256, help="linear: classifier batch")
+    parser.add_argument("--optimizer", choices=["sgd", "lars"], default="sgd", help="linear: optimiser")
     parser.add_argument("--json", help="write the result here (default: beside the checkpoint)")
 
 
@@ -49,14 +56,22 @@ def load_backbone(checkpoint: str | None, random_init: bool, arch: str | None, s
 def run(args: argparse.Namespace) -> int:
     backbone = load_backbone(args.checkpoint, args.random_init, args.arch, args.seed)
     backbone = backbone.to("cuda" if args.device == "gpu" else "cpu")
-    train_set = extract(backbone, args.train, resolution=args.resolution, device=args.device)
-    val_set = extract(backbone, args.val, resolution=args.resolution, device=args.device)
-    top1 = knn_top1(*train_set, *val_set, k=args.k, temperature=args.temperature)
-    result = {"protocol": "knn", "knn_top1": top1, "checkpoint": args.checkpoint, "random_init": args.random_init,
-              "arch": backbone.arch, "train": args.train, "val": args.val, "k": args.k, "temperature": args.temperature,
-              "resolution": args.resolution}
-    target = args.json or (str(Path(args.checkpoint).with_suffix(".knn.json")) if args.checkpoint and not args.random_init else None)
+    normalize = args.protocol == "knn"
+    train_set = extract(backbone, args.train, resolution=args.resolution, device=args.device, normalize=normalize)
+    val_set = extract(backbone, args.val, resolution=args.resolution, device=args.device, normalize=normalize)
+    result = {"protocol": args.protocol, "checkpoint": args.checkpoint, "random_init": args.random_init,
+              "arch": backbone.arch, "train": args.train, "val": args.val, "resolution": args.resolution}
+    if args.protocol == "knn":
+        top1 = knn_top1(*train_set, *val_set, k=args.k, temperature=args.temperature)
+        result |= {"k": args.k, "temperature": args.temperature}
+    else:
+        top1 = linear_top1(*train_set, *val_set, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+                           optimizer=args.optimizer, seed=args.seed)
+        result |= {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size, "optimizer": args.optimizer}
+    result[f"{args.protocol}_top1"] = top1
+    suffix = f".{args.protocol}.json"
+    target = args.json or (str(Path(args.checkpoint).with_suffix(suffix)) if args.checkpoint and not args.random_init else None)
     if target:
         Path(target).write_text(json.dumps(result, indent=2))
-    print(f"knn_top1={top1:.4f}")
+    print(f"{args.protocol}_top1={top1:.4f}")
     return 0

@@ -16,8 +16,8 @@ from viewkit.views.families import Original, Recipe
 
 @torch.no_grad()
 def extract(backbone: torch.nn.Module, dataset, *, resolution: int = 224, batch_size: int = 64, device: str = "cpu",
-            threads: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """L2-normalised features [N, C] and labels [N], ordered by sample id."""
+            threads: int = 0, normalize: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features [N, C] (L2-normalised unless told not to) and labels [N], ordered by sample id."""
     from viewkit.loaders.view_loader import ViewLoader
 
     loader = ViewLoader(dataset, Recipe("eval", original=Original(resolution, Augment(flip_p=0.0))), batch_size,
@@ -31,12 +31,14 @@ def extract(backbone: torch.nn.Module, dataset, *, resolution: int = 224, batch_
         valid = batch["valid"].cpu()
         with torch.autocast(torch_device.type, dtype=torch.bfloat16, enabled=torch_device.type == "cuda"):
             out = backbone(batch["original"].to(torch_device))
-        features.append(F.normalize(out.float(), dim=1).cpu()[valid])
+        out = F.normalize(out.float(), dim=1) if normalize else out.float()
+        features.append(out.cpu()[valid])
         labels.append(batch["label"].cpu()[valid])
         ids.append(batch["id"].cpu()[valid])
     backbone.train(was_training)
     order = torch.argsort(torch.cat(ids))
     return torch.cat(features)[order], torch.cat(labels)[order]
+
 
 
 def knn_top1(train_features: torch.Tensor, train_labels: torch.Tensor, val_features: torch.Tensor,
