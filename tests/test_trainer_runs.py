@@ -19,13 +19,14 @@ SMALL_OPTIONS = {"moco_v2": {"queue": 64, "hidden": 64}, "leoclr": {"queue": 64,
                  "scd_moco": {"queue": 64, "hidden": 64, "saliency_hidden": 16},
                  "regioncl": {"queue": 64, "hidden": 64},
                  "logo_moco": {"queue": 64, "hidden": 64, "critic_hidden": 16},
+                 "logo_simsiam": {"dim": 64, "predictor_hidden": 16, "critic_hidden": 16},
                  "sgcl": {"hidden": 64, "dim": 32, "queue": 64},
                  "scd_byol": {"hidden": 64, "dim": 32, "saliency_hidden": 16}}
 
 
 def small_config(method: str, **changes) -> TrainConfig:
     overrides = {"global_size": 32} | ({"original_size": 32} if method == "leoclr" else {})
-    if method == "logo_moco":
+    if method in ("logo_moco", "logo_simsiam"):
         overrides["local_size"] = 16
     if method == "sgcl":
         overrides = {"saliency_size": 32, "saliency_pairs": 2}

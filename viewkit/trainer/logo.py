@@ -13,20 +13,28 @@ is clipped to 0.015 x the norm of the main loss's gradient, with a 3-layer criti
 Paper (`ll_mode="lambda"`): L = L_gg + L_lg + lambda L_ll, lambda 5e-4 (MoCo) / 1e-4
 (SimSiam), and `critic_layers=5`.
 
-choices: critic input is the pair of L2-normalised query projections; the queue takes the
-keys of global 1 only; the SimSiam variant is not implemented yet.
+On SimSiam (`logo_simsiam`): l is SimSiam's D(p(x), sg(z(y))) and the critic sees the
+L2-normalised projections z; the paper's lambda is 1e-4.
+
+choices: critic input is the pair of L2-normalised (query) projections; the MoCo queue
+takes the keys of global 1 only; L_gg and L_lg of the SimSiam variant are halved per pair
+as SimSiam's symmetric loss.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch import nn
 
-from viewkit.trainer.losses import info_nce
+from viewkit.trainer.losses import info_nce, negative_cosine
 from viewkit.trainer.moco import MomentumEncoder
+from viewkit.trainer.nets import Backbone, mlp
 from viewkit.trainer.queue import KeyQueue
 
+SIMSIAM_DEFAULTS = {"dim": 2048, "predictor_hidden": 512, "ll_mode": "clip", "clip_ratio": 0.015, "ll_weight": 1e-4,
+                    "critic_hidden": 512, "critic_layers": 3}
 DEFAULTS = {"dim": 128, "hidden": 2048, "queue": 4096, "momentum": 0.999, "temperature": 0.07,
             "ll_mode": "clip", "clip_ratio": 0.015, "ll_weight": 5e-4, "critic_hidden": 512, "critic_layers": 3}
 
@@ -47,6 +55,48 @@ def affinity(model: nn.Module, a: torch.Tensor, b: torch.Tensor, frozen: bool = 
         return model(pair).squeeze(1)
     detached = {name: p.detach() for name, p in model.named_parameters()}
     return torch.func.functional_call(model, detached | dict(model.named_buffers()), (pair,)).squeeze(1)
+
+
+def critic_terms(model: nn.Module, local1: torch.Tensor, local2: torch.Tensor):
+    """Omega (trains the critic: its inputs are detached) and L_ll (trains the encoder: the
+    critic's weights are held)."""
+    positive = affinity(model, local1.detach(), local2.detach())
+    negative = affinity(model, local1.detach(), local2.detach().roll(1, dims=0))  # another image's local
+    return positive.mean() - negative.mean(), affinity(model, local1, local2, frozen=True).mean()
+
+
+def clipped_backward(method: nn.Module, loss: torch.Tensor) -> None:
+    """Official LoGo: the L_ll gradient, clipped to clip_ratio x |grad of the main loss|.
+    Gradients are averaged over ranks here (DDP cannot see torch.autograd.grad)."""
+    if method.ll_mode == "lambda":
+        loss.backward()
+        return
+    main, local_local = method._parts
+    method._parts = None
+    parameters = [p for p in method.parameters() if p.requires_grad]
+    main_grads = torch.autograd.grad(main, parameters, retain_graph=True, allow_unused=True)
+    ll_grads = torch.autograd.grad(local_local, parameters, allow_unused=True)
+
+    def norm(grads):
+        return torch.sqrt(sum((g.float() ** 2).sum() for g in grads if g is not None))
+
+    scale = torch.clamp(method.clip_ratio * norm(main_grads) / (norm(ll_grads) + 1e-12), max=1.0)
+    world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    for p, gm, gl in zip(parameters, main_grads, ll_grads):
+        grad = torch.zeros_like(p) if gm is None else gm.clone()
+        if gl is not None:
+            grad += scale * gl
+        if world > 1:
+            dist.all_reduce(grad)
+            grad /= world
+        p.grad = grad
+
+
+def _finish(method: nn.Module, main: torch.Tensor, local_local: torch.Tensor, metrics: dict):
+    if method.ll_mode == "lambda":
+        return main + method.ll_weight * local_local, metrics
+    method._parts = (main, local_local)
+    return main.detach() + local_local.detach(), metrics
 
 
 class LoGo(nn.Module):
@@ -72,42 +122,47 @@ class LoGo(nn.Module):
         t = self.temperature
         global_global = info_nce(g[0], k[1], negatives, t) + info_nce(g[1], k[0], negatives, t)
         local_global = sum(info_nce(lj, ki, negatives, t) for lj in l for ki in k)
-        positive = affinity(self.critic, l[0].detach(), l[1].detach())
-        negative = affinity(self.critic, l[0].detach(), l[1].detach().roll(1, dims=0))
-        omega = positive.mean() - negative.mean()
-        local_local = affinity(self.critic, l[0], l[1], frozen=True).mean()  # the encoder pushes locals apart
+        omega, local_local = critic_terms(self.critic, l[0], l[1])  # the encoder pushes locals apart
         self.queue.push(k[0])
         main = global_global + local_global - omega  # -omega trains the critic only (inputs detached)
         metrics = {"loss_gg": global_global.detach(), "loss_lg": local_global.detach(), "omega": omega.detach(),
                    "loss_ll": local_local.detach()}
-        if self.ll_mode == "lambda":
-            return main + self.ll_weight * local_local, metrics
-        self._parts = (main, local_local)
-        return main.detach() + local_local.detach(), metrics
+        return _finish(self, main, local_local, metrics)
 
-    def backward(self, _loss: torch.Tensor) -> None:
-        """Official LoGo: the L_ll gradient, clipped to clip_ratio x |grad of the main loss|."""
-        if self.ll_mode == "lambda":
-            _loss.backward()
-            return
-        main, local_local = self._parts
+    def backward(self, loss: torch.Tensor) -> None:
+        clipped_backward(self, loss)
+
+    def after_step(self, step: int, total_steps: int) -> None:
+        pass
+
+
+class LoGoSimSiam(nn.Module):
+    """LoGo on SimSiam: SimSiam's projector/predictor, no momentum network, no queue."""
+
+    def __init__(self, arch, dim, predictor_hidden, ll_mode, clip_ratio, ll_weight, critic_hidden, critic_layers):
+        super().__init__()
+        if ll_mode not in ("clip", "lambda"):
+            raise ValueError(f"ll_mode {ll_mode!r}: 'clip' (official code) or 'lambda' (paper)")
+        self.backbone = Backbone(arch)
+        self.projector = mlp([self.backbone.dim, dim, dim, dim], last_batch_norm=True, last_affine=False)
+        self.predictor = mlp([dim, predictor_hidden, dim])
+        self.critic = critic(dim, critic_hidden, critic_layers)
+        self.ll_mode, self.clip_ratio, self.ll_weight = ll_mode, clip_ratio, ll_weight
         self._parts = None
-        parameters = [p for p in self.parameters() if p.requires_grad]
-        main_grads = torch.autograd.grad(main, parameters, retain_graph=True, allow_unused=True)
-        ll_grads = torch.autograd.grad(local_local, parameters, allow_unused=True)
-        def norm(grads):
-            return torch.sqrt(sum((g.float() ** 2).sum() for g in grads if g is not None))
-        main_norm, ll_norm = norm(main_grads), norm(ll_grads)
-        scale = torch.clamp(self.clip_ratio * main_norm / (ll_norm + 1e-12), max=1.0)
-        world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-        for p, gm, gl in zip(parameters, main_grads, ll_grads):
-            grad = torch.zeros_like(p) if gm is None else gm.clone()
-            if gl is not None:
-                grad += scale * gl
-            if world > 1:  # not under DDP (it cannot see autograd.grad): average here
-                dist.all_reduce(grad)
-                grad /= world
-            p.grad = grad
+
+    def forward(self, batch: dict):
+        z_g = [self.projector(self.backbone(view)) for view in batch["global"]]
+        z_l = [self.projector(self.backbone(view)) for view in batch["local"]]
+        p_g, p_l = [self.predictor(z) for z in z_g], [self.predictor(z) for z in z_l]
+        global_global = negative_cosine(p_g[0], z_g[1]) / 2 + negative_cosine(p_g[1], z_g[0]) / 2
+        local_global = sum(negative_cosine(p, z) / 2 for p in p_l for z in z_g)
+        omega, local_local = critic_terms(self.critic, F.normalize(z_l[0], dim=1), F.normalize(z_l[1], dim=1))
+        metrics = {"loss_gg": global_global.detach(), "loss_lg": local_global.detach(), "omega": omega.detach(),
+                   "loss_ll": local_local.detach()}
+        return _finish(self, global_global + local_global - omega, local_local, metrics)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        clipped_backward(self, loss)
 
     def after_step(self, step: int, total_steps: int) -> None:
         pass

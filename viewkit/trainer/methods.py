@@ -11,6 +11,7 @@ METHODS = {
     "simclr": (simclr.SimCLR, simclr.DEFAULTS, "simclr"),
     "leoclr": (leoclr.LeOCLR, leoclr.DEFAULTS, "leoclr"),
     "logo_moco": (logo.LoGo, logo.DEFAULTS, "logo"),
+    "logo_simsiam": (logo.LoGoSimSiam, logo.SIMSIAM_DEFAULTS, "logo"),
     "regioncl": (regioncl.RegionCL, regioncl.DEFAULTS, "regioncl"),
     "sgcl": (sgcl.SGCL, sgcl.DEFAULTS, "sgcl"),
     "scd_moco": (scd.SCDMoCo, scd.MOCO_DEFAULTS, "moco_v2"),
