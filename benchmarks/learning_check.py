@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-METHODS = ["moco_v2", "byol", "simsiam", "simclr", "leoclr", "regioncl", "logo_moco", "logo_simsiam", "sgcl", "scd_moco", "scd_byol"]
+METHODS = ["moco_v2", "byol", "simsiam", "simclr", "leoclr", "regioncl", "regioncl_simsiam", "logo_moco", "logo_simsiam", "sgcl", "scd_moco", "scd_byol"]
 
 
 def viewkit(*args: str) -> str:

@@ -165,6 +165,28 @@ def test_regioncl_region_targets_follow_the_swap():
     assert matched < swapped
 
 
+def test_regioncl_simsiam_loss_is_algorithm_3_by_hand():
+    """L = D(q, sg(k)) + (D(p, sg(k_src)) + D(c, sg(k))) / 2, q/p/c from one projector batch."""
+    from viewkit.trainer.regioncl import RegionCLSimSiam, pool_paste_and_canvas
+
+    torch.manual_seed(0)
+    model = RegionCLSimSiam("resnet18", dim=16, predictor_hidden=8).train()
+    views = torch.randn(2, 4, 3, 64, 64)
+    batch = {"global": views, "swap": torch.randn(4, 3, 64, 64), "swap_cells": torch.tensor([0, 0, 1, 2]),
+             "swap_source": torch.tensor([3, 2, 1, 0])}
+    loss, parts = model(batch)
+    paste, canvas = pool_paste_and_canvas(model.backbone.feature_map(batch["swap"]), batch["swap_cells"])
+    q, p, c = model.predictor(model.projector(torch.cat([model.backbone(views[0]), paste, canvas]))).chunk(3)
+    k = model.projector(model.backbone(views[1]))
+    cos = lambda a, b: F.cosine_similarity(a, b, dim=1).mean()  # noqa: E731
+    expected = -cos(q, k) + (-cos(p, k[[3, 2, 1, 0]]) - cos(c, k)) / 2
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert parts["loss_region"].item() == pytest.approx(((-cos(p, k.flip(0)) - cos(c, k)) / 2).item(), rel=1e-5)
+    views.requires_grad_(True)
+    model(batch)[0].backward()
+    assert views.grad[0].abs().sum() > 0 and not views.grad[1].any()  # sg(k): x^k gets no gradient
+
+
 def logo_batch(seed=0):
     generator = torch.Generator().manual_seed(seed)
     return {"global": torch.randn(2, 4, 3, 32, 32, generator=generator),

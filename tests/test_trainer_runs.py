@@ -18,6 +18,7 @@ SMALL_OPTIONS = {"moco_v2": {"queue": 64, "hidden": 64}, "leoclr": {"queue": 64,
                  "simclr": {"hidden": 64, "dim": 32},
                  "scd_moco": {"queue": 64, "hidden": 64, "saliency_hidden": 16},
                  "regioncl": {"queue": 64, "hidden": 64},
+                 "regioncl_simsiam": {"dim": 64, "predictor_hidden": 16},
                  "logo_moco": {"queue": 64, "hidden": 64, "critic_hidden": 16},
                  "logo_simsiam": {"dim": 64, "predictor_hidden": 16, "critic_hidden": 16},
                  "sgcl": {"hidden": 64, "dim": 32, "queue": 64},
@@ -30,7 +31,7 @@ def small_config(method: str, **changes) -> TrainConfig:
         overrides["local_size"] = 16
     if method == "sgcl":
         overrides = {"saliency_size": 32, "saliency_pairs": 2}
-    if method == "regioncl":  # a 3 x 3 map: boxes of 1-2 cells leave a canvas
+    if method in ("regioncl", "regioncl_simsiam"):  # a 3 x 3 map: boxes of 1-2 cells leave a canvas
         overrides = {"global_size": 96, "swap_cells": [1, 2]}
     return TrainConfig(**({"method": method, "method_options": SMALL_OPTIONS[method], "arch": "resnet18", "epochs": 2,
                            "batch_size": 20, "base_lr": 0.05, "device": "cpu", "precision": "fp32", "threads": 2,
@@ -96,6 +97,34 @@ def test_train_and_eval_commands(embedded_shards, tmp_path, capsys):
                  str(embedded_shards), "--val", str(embedded_shards), "--resolution", "32", "--device", "cpu",
                  "--epochs", "5"]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("linear_top1=")
+    assert main(["eval", "knn", "--checkpoint", str(tmp_path / "run" / "checkpoint-last.pt"), "--features", "fg",
+                 "--train", str(embedded_shards), "--val", str(embedded_shards), "--resolution", "32",
+                 "--device", "cpu"]) == 2
+    assert "checkpoint-last.pt: no SCD saliency head" in capsys.readouterr().err
+
+
+def test_scd_fg_features_are_the_saliency_pooled_map_of_the_checkpoint(embedded_shards, tmp_path, capsys):
+    from viewkit.trainer import checkpoint as ckpt
+    from viewkit.trainer.scd import pool_foreground_background
+    from viewkit.tools.eval import load_backbone
+
+    train(small_config("scd_byol", epochs=1), embedded_shards, tmp_path / "run", progress=False)
+    checkpoint = str(tmp_path / "run" / "checkpoint-last.pt")
+    model = build_method("scd_byol", "resnet18", SMALL_OPTIONS["scd_byol"])
+    model.load_state_dict(ckpt.load(checkpoint)["model"])
+    model.eval()
+    encoder = load_backbone(checkpoint, False, None, 0, features="fg").eval()
+    images = torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        feature_map = model.backbone.feature_map(images)
+        expected = pool_foreground_background(feature_map, model.semantic.saliency(feature_map))[0]
+        assert torch.allclose(encoder(images), expected, atol=1e-5)
+        assert not torch.allclose(expected, feature_map.mean((2, 3)), atol=1e-3)  # not plain average pooling
+    capsys.readouterr()
+    assert main(["eval", "linear", "--checkpoint", checkpoint, "--features", "fg", "--train", str(embedded_shards),
+                 "--val", str(embedded_shards), "--resolution", "32", "--device", "cpu", "--epochs", "3"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("linear_top1=")
+    assert json.loads((tmp_path / "run" / "checkpoint-last.linear-fg.json").read_text())["features"] == "fg"
 
 
 def test_bad_config_is_named(tmp_path):

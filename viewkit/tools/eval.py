@@ -3,6 +3,7 @@
     viewkit eval knn --checkpoint RUN/checkpoint-last.pt --train SHARDS --val SHARDS [--json FILE]
     viewkit eval knn --random-init --arch resnet18 --train SHARDS --val SHARDS
     viewkit eval linear --checkpoint CKPT --train SHARDS --val SHARDS [--epochs 100] [--lr 0.1] [--optimizer sgd|lars]
+    viewkit eval linear --checkpoint SCD_CKPT --features fg ...     # SCD's "fg" rows (Table 8)
 
 Prints `knn_top1=...` (weighted kNN, k 200, T 0.07) or `linear_top1=...` (linear classifier on
 frozen features, see viewkit.trainer.linear) as its last line.
@@ -20,6 +21,7 @@ from viewkit.trainer import checkpoint as ckpt
 from viewkit.trainer.knn import extract, knn_top1
 from viewkit.trainer.linear import linear_top1
 from viewkit.trainer.nets import Backbone
+from viewkit.trainer.scd import foreground_encoder
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,10 +40,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=0.1, help="linear: peak learning rate (cosine)")
     parser.add_argument("--batch-size", type=int, default=256, help="linear: classifier batch")
     parser.add_argument("--optimizer", choices=["sgd", "lars"], default="sgd", help="linear: optimiser")
+    parser.add_argument("--features", choices=["pooled", "fg"], default="pooled",
+                        help="pooled: global average of the last map; fg: SCD's saliency-pooled foreground "
+                             "(scd_moco / scd_byol checkpoints)")
     parser.add_argument("--json", help="write the result here (default: beside the checkpoint)")
 
 
-def load_backbone(checkpoint: str | None, random_init: bool, arch: str | None, seed: int) -> Backbone:
+def load_backbone(checkpoint: str | None, random_init: bool, arch: str | None, seed: int,
+                  features: str = "pooled") -> torch.nn.Module:
     state = ckpt.load(checkpoint) if checkpoint else None
     arch = arch or (state["arch"] if state else "resnet50")
     torch.manual_seed(seed)
@@ -50,17 +56,21 @@ def load_backbone(checkpoint: str | None, random_init: bool, arch: str | None, s
         backbone.load_torchvision_state(state["backbone"])
     elif not random_init:
         raise ValueError("give --checkpoint CKPT, or --random-init for the untrained baseline")
+    if features == "fg":
+        if state is None or random_init:
+            raise ValueError("--features fg reads the saliency head from an SCD checkpoint: give --checkpoint")
+        return foreground_encoder(backbone, state["model"], checkpoint)
     return backbone
 
 
 def run(args: argparse.Namespace) -> int:
-    backbone = load_backbone(args.checkpoint, args.random_init, args.arch, args.seed)
+    backbone = load_backbone(args.checkpoint, args.random_init, args.arch, args.seed, args.features)
     backbone = backbone.to("cuda" if args.device == "gpu" else "cpu")
     normalize = args.protocol == "knn"
     train_set = extract(backbone, args.train, resolution=args.resolution, device=args.device, normalize=normalize)
     val_set = extract(backbone, args.val, resolution=args.resolution, device=args.device, normalize=normalize)
     result = {"protocol": args.protocol, "checkpoint": args.checkpoint, "random_init": args.random_init,
-              "arch": backbone.arch, "train": args.train, "val": args.val, "resolution": args.resolution}
+              "arch": backbone.arch, "train": args.train, "val": args.val, "resolution": args.resolution, "features": args.features}
     if args.protocol == "knn":
         top1 = knn_top1(*train_set, *val_set, k=args.k, temperature=args.temperature)
         result |= {"k": args.k, "temperature": args.temperature}
@@ -69,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
                            optimizer=args.optimizer, seed=args.seed)
         result |= {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size, "optimizer": args.optimizer}
     result[f"{args.protocol}_top1"] = top1
-    suffix = f".{args.protocol}.json"
+    suffix = f".{args.protocol}{'-fg' if args.features == 'fg' else ''}.json"
     target = args.json or (str(Path(args.checkpoint).with_suffix(suffix)) if args.checkpoint and not args.random_init else None)
     if target:
         Path(target).write_text(json.dumps(result, indent=2))

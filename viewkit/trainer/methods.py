@@ -13,6 +13,7 @@ METHODS = {
     "logo_moco": (logo.LoGo, logo.DEFAULTS, "logo"),
     "logo_simsiam": (logo.LoGoSimSiam, logo.SIMSIAM_DEFAULTS, "logo"),
     "regioncl": (regioncl.RegionCL, regioncl.DEFAULTS, "regioncl"),
+    "regioncl_simsiam": (regioncl.RegionCLSimSiam, regioncl.SIMSIAM_DEFAULTS, "regioncl"),
     "sgcl": (sgcl.SGCL, sgcl.DEFAULTS, "sgcl"),
     "scd_moco": (scd.SCDMoCo, scd.MOCO_DEFAULTS, "moco_v2"),
     "scd_byol": (scd.SCDBYOL, scd.BYOL_DEFAULTS, "scd"),

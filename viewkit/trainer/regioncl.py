@@ -8,7 +8,12 @@ k_i, its paste positive k_j; each has the other region of its own composite (sto
 as one extra negative, plus the queue; T 0.2. L = L_instance + L_region.
 
 choice: L_region is the mean over the 2B region queries (canvas and paste as one batch).
-The RegionCL-S (SimSiam) variant is not implemented yet.
+
+RegionCL-S (supplementary A.6, Algorithm 3) is the same swap on SimSiam: q, p and c go
+through projector and predictor, k through the projector only, and
+L = D(q, sg(k)) + (D(p, sg(k_src)) + D(c, sg(k))) / 2 with D SimSiam's negative cosine.
+Algorithm 3 is one-directional (x^q predicts x^k), unlike SimSiam's symmetrised loss; it is
+followed as written. Heads and training settings are SimSiam's (A.7).
 """
 
 from __future__ import annotations
@@ -17,11 +22,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from viewkit.trainer.losses import info_nce
+from viewkit.trainer.losses import info_nce, negative_cosine
 from viewkit.trainer.moco import MomentumEncoder
 from viewkit.trainer.queue import KeyQueue
+from viewkit.trainer.simsiam import SimSiam
 
 DEFAULTS = {"dim": 128, "hidden": 2048, "queue": 65536, "momentum": 0.999, "temperature": 0.2}
+SIMSIAM_DEFAULTS = {"dim": 2048, "predictor_hidden": 512}
 STRIDE = 32  # ResNet's last feature map: one cell per 32 px, the swap grid
 
 
@@ -36,6 +43,11 @@ def pool_paste_and_canvas(feature_map: torch.Tensor, cells: torch.Tensor) -> tup
     return feature_map[:, :, mask].mean(-1), feature_map[:, :, ~mask].mean(-1)
 
 
+def check_composite(composite: torch.Tensor, query_view: torch.Tensor) -> None:
+    if composite.shape[-1] != query_view.shape[-1] or composite.shape[-1] % STRIDE:
+        raise ValueError("RegionCL needs swap composites of the query view's size, a multiple of 32 px")
+
+
 class RegionCL(nn.Module):
     def __init__(self, arch: str, dim: int, hidden: int, queue: int, momentum: float, temperature: float):
         super().__init__()
@@ -47,8 +59,7 @@ class RegionCL(nn.Module):
     def forward(self, batch: dict):
         view1, view2 = batch["global"]
         composite = batch["swap"]
-        if composite.shape[-1] != view1.shape[-1] or composite.shape[-1] % STRIDE:
-            raise ValueError("RegionCL needs swap composites of the query view's size, a multiple of 32 px")
+        check_composite(composite, view1)
         self.encoder.update()
         q, k = self.encoder.query(view1), self.encoder.key(view2)
         negatives = self.queue.keys.clone()
@@ -65,3 +76,19 @@ class RegionCL(nn.Module):
 
     def after_step(self, step: int, total_steps: int) -> None:
         pass
+
+
+class RegionCLSimSiam(SimSiam):
+    """RegionCL-S: SimSiam's backbone and heads; the swap adds two region positives."""
+
+    def forward(self, batch: dict):
+        view_q, view_k = batch["global"]
+        composite = batch["swap"]
+        check_composite(composite, view_q)
+        paste, canvas = pool_paste_and_canvas(self.backbone.feature_map(composite), batch["swap_cells"])
+        # One projector batch for q, p and c, as Fig. S3 draws it: its BN sees all three.
+        q, p, c = self.predictor(self.projector(torch.cat([self.backbone(view_q), paste, canvas]))).chunk(3)
+        k = self.projector(self.backbone(view_k))
+        instance = negative_cosine(q, k)
+        region = (negative_cosine(p, k[batch["swap_source"]]) + negative_cosine(c, k)) / 2
+        return instance + region, {"loss_instance": instance.detach(), "loss_region": region.detach()}

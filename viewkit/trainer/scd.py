@@ -55,6 +55,30 @@ def triplet_loss(z1_fg, z1_bg, z2_fg, z2_bg, alpha: float) -> torch.Tensor:
     return (0.5 * (fg_term + bg_term)).mean()
 
 
+class ForegroundEncoder(nn.Module):
+    """SCD's "fg" features for linear evaluation (Table 8): the backbone's last map pooled by
+    the learned saliency mask, fg = sum(M * F) / sum(M), in place of global average pooling."""
+
+    def __init__(self, backbone: Backbone, saliency: nn.Module):
+        super().__init__()
+        self.backbone, self.saliency, self.arch = backbone, saliency, backbone.arch
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        feature_map = self.backbone.feature_map(images)
+        return pool_foreground_background(feature_map, self.saliency(feature_map))[0]
+
+
+def foreground_encoder(backbone: Backbone, model_state: dict, source: str = "checkpoint") -> ForegroundEncoder:
+    """The online saliency head from a scd_moco / scd_byol checkpoint's model state, on `backbone`."""
+    prefix = "semantic.saliency."
+    head_state = {k[len(prefix):]: v for k, v in model_state.items() if k.startswith(prefix)}
+    if not head_state:
+        raise ValueError(f"{source}: no SCD saliency head in it; fg features need a scd_moco or scd_byol checkpoint")
+    head = saliency_head(backbone.dim, head_state["0.weight"].shape[0])
+    head.load_state_dict(head_state)
+    return ForegroundEncoder(backbone, head)
+
+
 class SemanticBranch(nn.Module):
     """Saliency head + semantic projector, and their momentum copies for view 2."""
 
