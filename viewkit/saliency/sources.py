@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -58,8 +59,13 @@ def backbone_trunk(backbone: torch.nn.Module) -> torch.nn.Module:
 
 @torch.no_grad()
 def ncut_regions(dataset, trunk: torch.nn.Module, *, resolution: int = 640, batch_size: int = 32, device: str = "cpu",
-                 top_k: int = 8, min_cells: int = 4, progress: bool = True, threads: int = 0):
-    """Regions of every sample from the trunk's last feature map, by sample id."""
+                 top_k: int = 8, min_cells: int = 4, progress: bool = True, threads: int = 0, overlap: bool = True):
+    """Regions of every sample from the trunk's last feature map, by sample id.
+
+    With `overlap`, the CPU half of each batch (connected-component labelling and the region
+    reductions, on maps of only h x w cells) runs on one worker thread while the main thread
+    computes the next batch's features and eigenvectors: the labelling hides behind the GPU.
+    """
     from viewkit.loaders.view_loader import ViewLoader
 
     recipe = Recipe("saliency", original=Original(resolution, Augment(flip_p=0.0)))
@@ -68,18 +74,30 @@ def ncut_regions(dataset, trunk: torch.nn.Module, *, resolution: int = 640, batc
     boxes, scores, counts = random_regions(loader.shards.num_samples, top_k)
     torch_device = torch.device("cuda" if device == "gpu" else "cpu")
     trunk = trunk.to(torch_device).eval()
-    with tqdm(total=loader.shards.num_samples, unit="img", desc="saliency", disable=not progress) as bar:
+
+    def store(saliency: torch.Tensor, image_sizes: torch.Tensor, ids: np.ndarray, valid: torch.Tensor) -> int:
+        region_boxes, region_scores, region_counts = saliency_regions(saliency, image_sizes, min_cells=min_cells,
+                                                                      top_k=top_k)
+        boxes[ids] = region_boxes[valid].numpy()
+        scores[ids] = region_scores[valid].numpy()
+        counts[ids] = region_counts[valid].numpy()
+        return len(ids)
+
+    with tqdm(total=loader.shards.num_samples, unit="img", desc="saliency", disable=not progress) as bar, \
+            ThreadPoolExecutor(1) as cpu_stage:
+        pending = None
         for batch in loader:
             images = batch["original"].to(torch_device)
             with torch.autocast(torch_device.type, dtype=torch.bfloat16, enabled=torch_device.type == "cuda"):
                 features = trunk(images)
-            saliency = ncut_saliency(features.float())
-            region_boxes, region_scores, region_counts = saliency_regions(
-                saliency, batch["image_size"].to(torch_device), min_cells=min_cells, top_k=top_k)
+            saliency = ncut_saliency(features.float()).cpu()  # [B, h, w]: a few KiB to move
             valid = batch["valid"].cpu()
-            ids = batch["id"].cpu()[valid].numpy()
-            boxes[ids] = region_boxes.cpu()[valid].numpy()
-            scores[ids] = region_scores.cpu()[valid].numpy()
-            counts[ids] = region_counts.cpu()[valid].numpy()
-            bar.update(int(valid.sum()))
+            job = (saliency, batch["image_size"].cpu(), batch["id"].cpu()[valid].numpy(), valid)
+            if pending is not None:
+                bar.update(pending.result())
+            pending = cpu_stage.submit(store, *job) if overlap else None
+            if not overlap:
+                bar.update(store(*job))
+        if pending is not None:
+            bar.update(pending.result())
     return boxes, scores, counts
