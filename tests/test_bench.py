@@ -53,4 +53,5 @@ def test_bench_saliency_reports_images_per_second(embedded_shards, tmp_path):
     assert main(["bench", str(embedded_shards), "--saliency", "--arch", "resnet18", "--resolution", "96",
                  "--batch-size", "30", "--workers", "1", "--device", "cpu", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
-    assert result["images"] == 60 and result["images_per_s"] > 0
+    assert result["images"] == 60 and result["images_per_s"] > 0 and result["sequential"]["images_per_s"] > 0
+    assert result["mean_regions"] > 0 and result["overlap_speedup"] > 0
