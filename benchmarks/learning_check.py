@@ -20,7 +20,8 @@ from pathlib import Path
 
 import yaml
 
-METHODS = ["moco_v2", "byol", "simsiam", "simclr", "leoclr", "regioncl", "regioncl_simsiam", "logo_moco", "logo_simsiam", "sgcl", "scd_moco", "scd_byol"]
+METHODS = ["moco_v2", "byol", "simsiam", "simclr", "leoclr", "scd_moco", "scd_byol", "logo_moco", "logo_simsiam",
+           "regioncl", "regioncl_simsiam", "sgcl"]
 
 
 def viewkit(*args: str) -> str:
@@ -48,13 +49,14 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- |")
     for method in args.methods:
         config = configs / f"{method}.yaml"
-        epochs = args.epochs or yaml.safe_load(config.read_text())["epochs"]
+        settings = yaml.safe_load(config.read_text())
+        epochs = args.epochs or settings["epochs"]
         started = time.perf_counter()
         viewkit("train", str(config), "--data", str(args.shards / "train"), "--out", str(args.runs / method),
                 "--epochs", str(epochs), "--quiet")
         minutes = (time.perf_counter() - started) / 60
         trained = knn(["--checkpoint", str(args.runs / method / "checkpoint-last.pt")], args.shards)
-        untrained = knn(["--random-init", "--arch", "resnet18"], args.shards)
+        untrained = knn(["--random-init", "--arch", settings["arch"]], args.shards)
         print(f"| {method} | {epochs} | {minutes:.1f} | {trained:.3f} | {untrained:.3f} |", flush=True)
 
 

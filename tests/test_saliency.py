@@ -203,12 +203,11 @@ def test_saliency_command_builds_stores(embedded_shards, coco_shards, tmp_path, 
 
 def test_overlapped_refresh_equals_the_sequential_one(embedded_shards):
     """The CPU labelling on a worker thread must not change or lose any sample's regions."""
-    import torchvision
-
-    from viewkit.saliency.sources import backbone_trunk, ncut_regions
+    from viewkit.saliency.sources import ncut_regions
+    from viewkit.trainer.nets import Backbone
 
     torch.manual_seed(0)
-    trunk = backbone_trunk(torchvision.models.resnet18(weights=None))
+    trunk = Backbone("resnet18").trunk
     kwargs = dict(resolution=160, batch_size=16, device="cpu", min_cells=2, progress=False, threads=2)
     overlapped = ncut_regions(embedded_shards, trunk, overlap=True, **kwargs)
     sequential = ncut_regions(embedded_shards, trunk, overlap=False, **kwargs)

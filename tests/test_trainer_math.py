@@ -116,6 +116,24 @@ def test_mlp_shapes_match_the_papers():
     assert [type(m).__name__ for m in moco_head] == ["Linear", "ReLU", "Linear"]
 
 
+def test_lowres_backbone_drops_only_the_stem_max_pool():
+    from viewkit.trainer.nets import Backbone
+
+    torch.manual_seed(0)
+    standard, lowres = Backbone("resnet18"), Backbone("resnet18-lowres")
+    assert standard.feature_map(torch.randn(1, 3, 64, 64)).shape == (1, 512, 2, 2) and standard.stride == 32
+    assert lowres.feature_map(torch.randn(1, 3, 64, 64)).shape == (1, 512, 4, 4) and lowres.stride == 16
+    lowres.load_torchvision_state(standard.torchvision_state())  # the same tensors, names unchanged
+    images = torch.randn(2, 3, 64, 64)
+    standard.eval(), lowres.eval()
+    with torch.no_grad():
+        stem = standard.trunk[:3](images)
+        expected = standard.trunk[4:](stem)  # the standard trunk with its max-pool skipped
+        assert torch.allclose(lowres.feature_map(images), expected, atol=1e-5)
+    with pytest.raises(ValueError, match="'-lowres'"):
+        Backbone("resnet18-tiny")
+
+
 def test_scd_mask_pooling_and_triplet_terms_by_hand():
     from viewkit.trainer.scd import pool_foreground_background, triplet_loss
 
@@ -148,6 +166,9 @@ def test_regioncl_mask_pooling_equals_manual_pooling_on_the_swap_cells():
     assert torch.allclose(canvas, torch.stack([feature_map[:, :, y, x] for y, x in outside]).mean(0))
     with pytest.raises(ValueError, match="no paste or no canvas"):
         pool_paste_and_canvas(feature_map, torch.tensor([0, 0, 7, 7]))
+    fine = feature_map.repeat_interleave(2, 2).repeat_interleave(2, 3)  # a stride-16 map: 2 x 2 per cell
+    fine_paste, fine_canvas = pool_paste_and_canvas(fine, cells, per_cell=2)
+    assert torch.allclose(fine_paste, paste) and torch.allclose(fine_canvas, canvas)
 
 
 def test_regioncl_region_targets_follow_the_swap():

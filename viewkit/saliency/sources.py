@@ -52,11 +52,6 @@ def gt_regions(dataset, top_k: int = 8):
     return boxes, scores, counts
 
 
-def backbone_trunk(backbone: torch.nn.Module) -> torch.nn.Module:
-    """A torchvision ResNet without its pooling and classifier: [B, 3, R, R] -> [B, C, R/32, R/32]."""
-    return torch.nn.Sequential(*list(backbone.children())[:-2])
-
-
 @torch.no_grad()
 def ncut_regions(dataset, trunk: torch.nn.Module, *, resolution: int = 640, batch_size: int = 32, device: str = "cpu",
                  top_k: int = 8, min_cells: int = 4, progress: bool = True, threads: int = 0, overlap: bool = True):

@@ -228,12 +228,12 @@ def bench_saliency(args: argparse.Namespace) -> dict:
     (the work per image does not depend on the weights): the CPU labelling overlapped with
     the next batch's features (viewkit's refresh), against the same work done in sequence."""
     import torch
-    import torchvision
 
     from viewkit.loaders.dataset import open_dataset
-    from viewkit.saliency.sources import backbone_trunk, ncut_regions
+    from viewkit.saliency.sources import ncut_regions
+    from viewkit.trainer.nets import Backbone
 
-    trunk = backbone_trunk(getattr(torchvision.models, args.arch)(weights=None))
+    trunk = Backbone(args.arch).trunk
     sides = {}
     for overlap in (False, True):
         started = time.perf_counter()

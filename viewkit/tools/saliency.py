@@ -15,11 +15,11 @@ import argparse
 import time
 
 import torch
-import torchvision
 
 from viewkit.loaders.dataset import open_dataset
 from viewkit.saliency import SaliencyStore
 from viewkit.saliency import sources
+from viewkit.trainer.nets import Backbone
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,14 +41,12 @@ def load_trunk(checkpoint: str | None, arch: str, random_init: bool) -> tuple[to
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
         if "backbone" not in state or "arch" not in state:
             raise ValueError(f"{checkpoint}: expected a viewkit checkpoint with 'arch' and 'backbone' entries")
-        model = getattr(torchvision.models, state["arch"])(weights=None)
-        model.load_state_dict(state["backbone"], strict=False)
-        return sources.backbone_trunk(model), checkpoint
+        backbone = Backbone(state["arch"])
+        backbone.load_torchvision_state(state["backbone"])
+        return backbone.trunk, checkpoint
     if not random_init:
         raise ValueError("--source ncut needs --checkpoint CKPT (or --random-init for a check without training)")
-    if not hasattr(torchvision.models, arch):
-        raise ValueError(f"unknown torchvision architecture {arch!r}")
-    return sources.backbone_trunk(getattr(torchvision.models, arch)(weights=None)), None
+    return Backbone(arch).trunk, None
 
 
 def run(args: argparse.Namespace) -> int:

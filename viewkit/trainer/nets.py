@@ -10,19 +10,31 @@ from torch import nn
 
 
 class Backbone(nn.Module):
-    """A torchvision ResNet without its classifier: feature map and pooled features."""
+    """A torchvision ResNet without its classifier: feature map and pooled features.
+
+    `arch` is a torchvision ResNet name ("resnet18", "resnet50", ...), optionally with the
+    suffix "-lowres": the same network without the stem's max-pool, so the last map has
+    stride 16. choice (viewkit's, for views of 96 px and below such as the CPU checks): at
+    64 px the standard stem leaves a 2 x 2 map; the papers' 224 px runs use the plain name.
+    The weights are the same tensors either way (the max-pool has none).
+    """
 
     def __init__(self, arch: str = "resnet50"):
         super().__init__()
-        if not arch.startswith("resnet") or not hasattr(torchvision.models, arch):
-            raise ValueError(f"arch {arch!r}: a torchvision ResNet (resnet18, resnet50, ...)")
-        resnet = getattr(torchvision.models, arch)(weights=None)
+        name, _, variant = arch.partition("-")
+        if not name.startswith("resnet") or not hasattr(torchvision.models, name) or variant not in ("", "lowres"):
+            raise ValueError(f"arch {arch!r}: a torchvision ResNet (resnet18, resnet50, ...), optionally with "
+                             f"'-lowres' (no stem max-pool)")
+        resnet = getattr(torchvision.models, name)(weights=None)
         self.arch = arch
         self.dim = resnet.fc.in_features  # 512 (resnet18/34) or 2048
+        self.stride = 16 if variant == "lowres" else 32
         self.trunk = nn.Sequential(*list(resnet.children())[:-2])
+        if variant == "lowres":
+            self.trunk[3] = nn.Identity()
 
     def feature_map(self, images: torch.Tensor) -> torch.Tensor:
-        return self.trunk(images)  # [B, C, H/32, W/32]
+        return self.trunk(images)  # [B, C, H/stride, W/stride]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.trunk(images).mean((2, 3))  # [B, C]

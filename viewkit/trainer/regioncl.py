@@ -29,13 +29,14 @@ from viewkit.trainer.simsiam import SimSiam
 
 DEFAULTS = {"dim": 128, "hidden": 2048, "queue": 65536, "momentum": 0.999, "temperature": 0.2}
 SIMSIAM_DEFAULTS = {"dim": 2048, "predictor_hidden": 512}
-STRIDE = 32  # ResNet's last feature map: one cell per 32 px, the swap grid
+STRIDE = 32  # the swap grid: one cell per 32 px, ResNet's last map (a "-lowres" map has 2 x 2 per cell)
 
 
-def pool_paste_and_canvas(feature_map: torch.Tensor, cells: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """[B, C, h, w] and the box in cells (x0, y0, x1, y1) -> paste [B, C], canvas [B, C]."""
+def pool_paste_and_canvas(feature_map: torch.Tensor, cells: torch.Tensor, per_cell: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """[B, C, h, w] and the box in swap cells (x0, y0, x1, y1) -> paste [B, C], canvas [B, C];
+    `per_cell` map positions per swap cell along each side (32 / the backbone's stride)."""
     _, _, h, w = feature_map.shape
-    x0, y0, x1, y1 = (int(v) for v in cells.tolist())
+    x0, y0, x1, y1 = (int(v) * per_cell for v in cells.tolist())
     mask = torch.zeros(h, w, dtype=torch.bool, device=feature_map.device)
     mask[y0:y1, x0:x1] = True
     if mask.all() or not mask.any():
@@ -64,7 +65,8 @@ class RegionCL(nn.Module):
         q, k = self.encoder.query(view1), self.encoder.key(view2)
         negatives = self.queue.keys.clone()
         instance = info_nce(q, k, negatives, self.temperature)
-        paste, canvas = pool_paste_and_canvas(self.backbone.feature_map(composite), batch["swap_cells"])
+        paste, canvas = pool_paste_and_canvas(self.backbone.feature_map(composite), batch["swap_cells"],
+                                              STRIDE // self.backbone.stride)
         z_paste = F.normalize(self.encoder.projector(paste), dim=1)
         z_canvas = F.normalize(self.encoder.projector(canvas), dim=1)
         queries = torch.cat([z_canvas, z_paste])
@@ -85,7 +87,8 @@ class RegionCLSimSiam(SimSiam):
         view_q, view_k = batch["global"]
         composite = batch["swap"]
         check_composite(composite, view_q)
-        paste, canvas = pool_paste_and_canvas(self.backbone.feature_map(composite), batch["swap_cells"])
+        paste, canvas = pool_paste_and_canvas(self.backbone.feature_map(composite), batch["swap_cells"],
+                                              STRIDE // self.backbone.stride)
         # One projector batch for q, p and c, as Fig. S3 draws it: its BN sees all three.
         q, p, c = self.predictor(self.projector(torch.cat([self.backbone(view_q), paste, canvas]))).chunk(3)
         k = self.projector(self.backbone(view_k))
