@@ -159,3 +159,20 @@ def test_sgcl_refreshes_its_saliency_store_while_training(embedded_shards, tmp_p
     store = SaliencyStore(tmp_path / "run" / "saliency-store")
     assert store.meta["epoch"] == 1 and store.meta["source"] == "ncut" and store.meta["num_samples"] == 60
     assert ckpt.load(tmp_path / "run" / "checkpoint-last.pt")["saliency_store"]["version"] == 1
+
+
+@pytest.mark.parametrize("folder", ["configs", "configs/cpu"])
+def test_every_method_has_a_config_that_builds(folder):
+    """Each shipped YAML names a method, options it takes and a recipe that compiles its overrides."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / folder
+    assert sorted(p.stem for p in root.glob("*.yaml")) == sorted(METHODS)
+    for path in sorted(root.glob("*.yaml")):
+        config = load_config(path)
+        assert config.method == path.stem, path
+        unknown = set(config.method_options) - set(METHODS[config.method][1])
+        assert not unknown, (path, unknown)
+        recipes.get(config.recipe_name, **config.recipe_overrides)
+        if folder == "configs/cpu":
+            build_method(config.method, config.arch, config.method_options)
