@@ -4,7 +4,7 @@ Self-Supervised Learning Strategy"), on MoCo-v2 (2 global + 2 local views).
     L_gg = l(g1, g2) + l(g2, g1)                      globals attract (InfoNCE, queue)
     L_lg = sum over locals j and globals i of l(l_j, sg(g_i))   locals attract to globals
     L_ll = f(l_1, l_2)                                locals of one image are pushed apart
-f is a learned critic (MLP on the concatenated embeddings, softplus output) trained to
+f is a learned critic (MLP on the concatenated embeddings, positive output) trained to
 maximise Omega = E_pos f - E_neg f, negatives pairing a local crop with a local crop of
 another image of the batch (here: the next image).
 
@@ -19,6 +19,16 @@ L2-normalised projections z; the paper's lambda is 1e-4.
 choices: critic input is the pair of L2-normalised (query) projections; the MoCo queue
 takes the keys of global 1 only; L_gg and L_lg of the SimSiam variant are halved per pair
 as SimSiam's symmetric loss.
+
+choice, critic output (`critic_output`): Eq. 6 has no maximum over an unconstrained
+f: R^n x R^n -> R+ (a critic that separates pairs at all can scale its output without
+bound). With the paper's softplus (`"softplus"`, kept as an option) Omega grew to 4,865 and
+L_ll to 5,986 by step 330 of the CPU logo_moco check, and a lone critic on synthetic pairs
+reached 1e21 in 400 SGD steps, on the way to inf. The default `"sigmoid"` keeps f in (0, 1),
+still positive, so Omega is in (-1, 1): near 1 for separable pairs, near 0 for unrelated ones.
+choice: positive and negative pairs go through the critic in one batch, so its BatchNorm
+normalises both with the same statistics (separate calls would let it tell them apart by
+batch statistics alone).
 """
 
 from __future__ import annotations
@@ -36,33 +46,41 @@ from viewkit.trainer.queue import KeyQueue
 SIMSIAM_DEFAULTS = {"dim": 2048, "predictor_hidden": 512, "ll_mode": "clip", "clip_ratio": 0.015, "ll_weight": 1e-4,
                     "critic_hidden": 512, "critic_layers": 3}
 DEFAULTS = {"dim": 128, "hidden": 2048, "queue": 4096, "momentum": 0.999, "temperature": 0.07,
-            "ll_mode": "clip", "clip_ratio": 0.015, "ll_weight": 5e-4, "critic_hidden": 512, "critic_layers": 3}
+            "ll_mode": "clip", "clip_ratio": 0.015, "ll_weight": 5e-4, "critic_hidden": 512, "critic_layers": 3,
+            "critic_output": "sigmoid"}
+CRITIC_OUTPUTS = {"sigmoid": nn.Sigmoid, "softplus": nn.Softplus}
 
 
-def critic(dim: int, hidden: int, layers: int) -> nn.Sequential:
+def critic(dim: int, hidden: int, layers: int, output: str = "sigmoid") -> nn.Sequential:
+    if output not in CRITIC_OUTPUTS:
+        raise ValueError(f"critic_output {output!r}: one of {sorted(CRITIC_OUTPUTS)}")
     blocks: list[nn.Module] = []
     width = 2 * dim
     for _ in range(layers - 1):
         blocks += [nn.Linear(width, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True)]
         width = hidden
-    return nn.Sequential(*blocks, nn.Linear(width, 1), nn.Softplus())
+    return nn.Sequential(*blocks, nn.Linear(width, 1), CRITIC_OUTPUTS[output]())
 
 
 def affinity(model: nn.Module, a: torch.Tensor, b: torch.Tensor, frozen: bool = False) -> torch.Tensor:
-    """f(a, b) [B]; `frozen`: no gradient reaches the critic's own parameters."""
-    pair = torch.cat([a, b], dim=1)
+    """f on the positive pairs (a_i, b_i) and the negatives (a_i, b_{i-1}, another image's
+    local), in one batch: ([B], [B]). `frozen`: no gradient reaches the critic's parameters
+    and its BatchNorm running statistics are left alone."""
+    pairs = torch.cat([torch.cat([a, b], dim=1), torch.cat([a, b.roll(1, dims=0)], dim=1)])
     if not frozen:
-        return model(pair).squeeze(1)
-    detached = {name: p.detach() for name, p in model.named_parameters()}
-    return torch.func.functional_call(model, detached | dict(model.named_buffers()), (pair,)).squeeze(1)
+        scores = model(pairs).squeeze(1)
+    else:
+        held = {name: p.detach() for name, p in model.named_parameters()}
+        buffers = {name: b.clone() for name, b in model.named_buffers()}
+        scores = torch.func.functional_call(model, held | buffers, (pairs,)).squeeze(1)
+    return scores.chunk(2)
 
 
 def critic_terms(model: nn.Module, local1: torch.Tensor, local2: torch.Tensor):
-    """Omega (trains the critic: its inputs are detached) and L_ll (trains the encoder: the
-    critic's weights are held)."""
-    positive = affinity(model, local1.detach(), local2.detach())
-    negative = affinity(model, local1.detach(), local2.detach().roll(1, dims=0))  # another image's local
-    return positive.mean() - negative.mean(), affinity(model, local1, local2, frozen=True).mean()
+    """Omega (trains the critic: its inputs are detached) and L_ll = E_pos f (trains the
+    encoder: the critic's weights are held)."""
+    positive, negative = affinity(model, local1.detach(), local2.detach())
+    return positive.mean() - negative.mean(), affinity(model, local1, local2, frozen=True)[0].mean()
 
 
 def clipped_backward(method: nn.Module, loss: torch.Tensor) -> None:
@@ -101,13 +119,13 @@ def _finish(method: nn.Module, main: torch.Tensor, local_local: torch.Tensor, me
 
 class LoGo(nn.Module):
     def __init__(self, arch, dim, hidden, queue, momentum, temperature, ll_mode, clip_ratio, ll_weight, critic_hidden,
-                 critic_layers):
+                 critic_layers, critic_output="sigmoid"):
         super().__init__()
         if ll_mode not in ("clip", "lambda"):
             raise ValueError(f"ll_mode {ll_mode!r}: 'clip' (official code) or 'lambda' (paper)")
         self.encoder = MomentumEncoder(arch, dim, hidden, momentum)
         self.backbone = self.encoder.backbone
-        self.critic = critic(dim, critic_hidden, critic_layers)
+        self.critic = critic(dim, critic_hidden, critic_layers, critic_output)
         self.queue = KeyQueue(queue, dim)
         self.temperature, self.ll_mode, self.clip_ratio, self.ll_weight = temperature, ll_mode, clip_ratio, ll_weight
         self._parts = None
@@ -139,14 +157,15 @@ class LoGo(nn.Module):
 class LoGoSimSiam(nn.Module):
     """LoGo on SimSiam: SimSiam's projector/predictor, no momentum network, no queue."""
 
-    def __init__(self, arch, dim, predictor_hidden, ll_mode, clip_ratio, ll_weight, critic_hidden, critic_layers):
+    def __init__(self, arch, dim, predictor_hidden, ll_mode, clip_ratio, ll_weight, critic_hidden, critic_layers,
+                 critic_output="sigmoid"):
         super().__init__()
         if ll_mode not in ("clip", "lambda"):
             raise ValueError(f"ll_mode {ll_mode!r}: 'clip' (official code) or 'lambda' (paper)")
         self.backbone = Backbone(arch)
         self.projector = mlp([self.backbone.dim, dim, dim, dim], last_batch_norm=True, last_affine=False)
         self.predictor = mlp([dim, predictor_hidden, dim])
-        self.critic = critic(dim, critic_hidden, critic_layers)
+        self.critic = critic(dim, critic_hidden, critic_layers, critic_output)
         self.ll_mode, self.clip_ratio, self.ll_weight = ll_mode, clip_ratio, ll_weight
         self._parts = None
 
