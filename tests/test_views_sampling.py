@@ -5,6 +5,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import yaml
 from scipy import stats
 
 from viewkit.views import recipes
@@ -155,3 +156,17 @@ def test_bad_specs_say_how_to_fix():
         recipes.get("logo", global_sise=3)
     with pytest.raises(ValueError, match="swap.source"):
         replace(recipes.get("regioncl"), swap=replace(recipes.get("regioncl").swap, source="local"))
+
+
+def test_augment_override_reaches_every_view_and_keeps_the_rest():
+    byol = recipes.get("byol", augment_blur_sigma=[0.03, 0.6])
+    assert [a.blur_sigma for a in byol.crops[0].augments] == [(0.03, 0.6), (0.03, 0.6)]
+    assert [a.blur_p for a in byol.crops[0].augments] == [1.0, 0.1]  # BYOL's asymmetry stays
+    assert [a.solarize_p for a in byol.crops[0].augments] == [0.0, 0.2]
+    leoclr = recipes.get("leoclr", augment_grayscale_p=0.0)
+    assert leoclr.original.augment.grayscale_p == 0.0 and all(a.grayscale_p == 0.0 for a in leoclr.crops[0].augments)
+    sgcl = recipes.get("sgcl", augment_blur_p=0.0)
+    assert all(a.blur_p == 0.0 for a in sgcl.saliency.augments)
+    assert recipes.from_dict(yaml.safe_load(recipes.to_yaml(byol))) == byol
+    with pytest.raises(ValueError, match="blur_sigma"):
+        recipes.get("byol", augment_blur_sigma=[2.0, 1.0])

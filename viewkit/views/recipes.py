@@ -65,17 +65,33 @@ PRESETS: dict[str, Recipe] = {
 _CROP_FIELDS = {f.name for f in dataclasses.fields(Crops)} - {"name"}
 
 
+_AUGMENT_FIELDS = {f.name for f in dataclasses.fields(Augment)}
+
+
+def _with_augment(recipe: Recipe, changes: dict) -> Recipe:
+    """Every view's Augment with `changes` applied (crops, original and saliency crops)."""
+    change = lambda augment: replace(augment, **changes)  # noqa: E731
+    crops = tuple(replace(c, augments=tuple(map(change, c.augments))) for c in recipe.crops)
+    original = replace(recipe.original, augment=change(recipe.original.augment)) if recipe.original else None
+    saliency = replace(recipe.saliency, augments=tuple(map(change, recipe.saliency.augments))) if recipe.saliency else None
+    return replace(recipe, crops=crops, original=original, saliency=saliency)
+
+
 def get(name: str, **overrides) -> Recipe:
-    """A preset by name; overrides: recipe fields, or `<family>_<field>` for a crop family."""
+    """A preset by name; overrides: recipe fields, `<family>_<field>` for a crop family, or
+    `augment_<field>` for an Augment field of every view (e.g. `augment_blur_sigma` when the
+    views are much smaller than the papers' 224 px)."""
     if name not in PRESETS:
         raise ValueError(f"unknown recipe {name!r}; presets: {', '.join(sorted(PRESETS))}")
     recipe = PRESETS[name]
     crops = {c.name: c for c in recipe.crops}
     recipe_fields = {f.name for f in dataclasses.fields(Recipe)}
-    direct = {}
+    direct, augment_changes = {}, {}
     for key, value in overrides.items():
         family, _, field = key.partition("_")
-        if key in recipe_fields:
+        if family == "augment" and field in _AUGMENT_FIELDS:
+            augment_changes[field] = tuple(value) if isinstance(value, list) else value
+        elif key in recipe_fields:
             direct[key] = value
         elif key == "original_size" and recipe.original is not None:
             direct["original"] = replace(recipe.original, size=value)
@@ -87,8 +103,10 @@ def get(name: str, **overrides) -> Recipe:
             crops[family] = replace(crops[family], **{field: tuple(value) if isinstance(value, list) else value})
         else:
             raise ValueError(f"unknown override {key!r} for recipe {name!r}: recipe fields {sorted(recipe_fields)} "
-                             f"or <family>_<field> with family in {sorted(crops)} and field in {sorted(_CROP_FIELDS)}")
-    return replace(recipe, crops=tuple(crops.values()), **direct)
+                             f"or <family>_<field> with family in {sorted(crops)} and field in {sorted(_CROP_FIELDS)}, "
+                             f"or augment_<field> with field in {sorted(_AUGMENT_FIELDS)}")
+    recipe = replace(recipe, crops=tuple(crops.values()), **direct)
+    return _with_augment(recipe, augment_changes) if augment_changes else recipe
 
 
 def _to_plain(value):
