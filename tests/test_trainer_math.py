@@ -263,6 +263,14 @@ def test_logo_critic_learns_to_separate_positive_pairs_within_bounds():
     assert positive.mean() > 1e6  # unbounded: no maximum to converge to, it runs towards inf
 
 
+@pytest.mark.parametrize("method", ["logo_moco", "logo_simsiam"])
+def test_logo_methods_take_the_papers_softplus_critic_as_an_option(method):
+    from viewkit.trainer.methods import build_method
+
+    assert isinstance(build_method(method, "resnet18", {}).critic[-1], torch.nn.Sigmoid)
+    assert isinstance(build_method(method, "resnet18", {"critic_output": "softplus"}).critic[-1], torch.nn.Softplus)
+
+
 def test_logo_frozen_critic_pass_leaves_batchnorm_statistics_alone():
     from viewkit.trainer.logo import critic, critic_terms
 

@@ -44,7 +44,7 @@ from viewkit.trainer.nets import Backbone, mlp
 from viewkit.trainer.queue import KeyQueue
 
 SIMSIAM_DEFAULTS = {"dim": 2048, "predictor_hidden": 512, "ll_mode": "clip", "clip_ratio": 0.015, "ll_weight": 1e-4,
-                    "critic_hidden": 512, "critic_layers": 3}
+                    "critic_hidden": 512, "critic_layers": 3, "critic_output": "sigmoid"}
 DEFAULTS = {"dim": 128, "hidden": 2048, "queue": 4096, "momentum": 0.999, "temperature": 0.07,
             "ll_mode": "clip", "clip_ratio": 0.015, "ll_weight": 5e-4, "critic_hidden": 512, "critic_layers": 3,
             "critic_output": "sigmoid"}
