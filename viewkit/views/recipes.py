@@ -68,6 +68,11 @@ _CROP_FIELDS = {f.name for f in dataclasses.fields(Crops)} - {"name"}
 _AUGMENT_FIELDS = {f.name for f in dataclasses.fields(Augment)}
 
 
+def _frozen(value):
+    """YAML gives lists where the frozen specs hold tuples."""
+    return tuple(value) if isinstance(value, list) else value
+
+
 def _with_augment(recipe: Recipe, changes: dict) -> Recipe:
     """Every view's Augment with `changes` applied (crops, original and saliency crops)."""
     change = lambda augment: replace(augment, **changes)  # noqa: E731
@@ -90,7 +95,7 @@ def get(name: str, **overrides) -> Recipe:
     for key, value in overrides.items():
         family, _, field = key.partition("_")
         if family == "augment" and field in _AUGMENT_FIELDS:
-            augment_changes[field] = tuple(value) if isinstance(value, list) else value
+            augment_changes[field] = _frozen(value)
         elif key in recipe_fields:
             direct[key] = value
         elif key == "original_size" and recipe.original is not None:
@@ -98,9 +103,9 @@ def get(name: str, **overrides) -> Recipe:
         elif family == "saliency" and recipe.saliency is not None and field in ("pairs", "size", "max_regions"):
             direct["saliency"] = replace(direct.get("saliency", recipe.saliency), **{field: value})
         elif family == "swap" and recipe.swap is not None and field in ("cells", "grid", "source"):
-            direct["swap"] = replace(direct.get("swap", recipe.swap), **{field: tuple(value) if isinstance(value, list) else value})
+            direct["swap"] = replace(direct.get("swap", recipe.swap), **{field: _frozen(value)})
         elif family in crops and field in _CROP_FIELDS:
-            crops[family] = replace(crops[family], **{field: tuple(value) if isinstance(value, list) else value})
+            crops[family] = replace(crops[family], **{field: _frozen(value)})
         else:
             raise ValueError(f"unknown override {key!r} for recipe {name!r}: recipe fields {sorted(recipe_fields)} "
                              f"or <family>_<field> with family in {sorted(crops)} and field in {sorted(_CROP_FIELDS)}, "
@@ -122,7 +127,7 @@ def to_yaml(recipe: Recipe) -> str:
 
 
 def _augment(data) -> Augment:
-    return Augment(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+    return Augment(**{k: _frozen(v) for k, v in data.items()})
 
 
 def from_dict(data: dict) -> Recipe:
@@ -136,10 +141,10 @@ def from_dict(data: dict) -> Recipe:
         original = Original(size=original.get("size", 224), augment=_augment(original.get("augment", {}))) if original else None
         saliency = data.pop("saliency", None)
         if saliency:
-            saliency = SaliencyCrops(**{k: (tuple(_augment(a) for a in v) if k == "augments" else tuple(v) if isinstance(v, list) else v)
+            saliency = SaliencyCrops(**{k: (tuple(_augment(a) for a in v) if k == "augments" else _frozen(v))
                                         for k, v in saliency.items()})
         swap = data.pop("swap", None)
-        swap = RegionSwap(**{k: tuple(v) if isinstance(v, list) else v for k, v in swap.items()}) if swap else None
+        swap = RegionSwap(**{k: _frozen(v) for k, v in swap.items()}) if swap else None
         return Recipe(crops=crops, original=original, saliency=saliency, swap=swap, **data)
     except TypeError as e:
         raise ValueError(f"recipe: {e} (see viewkit.views.families for the fields)") from None
