@@ -9,8 +9,9 @@ import torch
 
 from viewkit import ViewLoader, recipes
 from viewkit.trainer.config import TrainConfig, load_config
-from viewkit.trainer.loop import train
+from viewkit.trainer.loop import make_optimizer, train
 from viewkit.trainer.methods import METHODS, build_method
+from viewkit.trainer.schedules import learning_rate
 from viewkit.tools.cli import main
 
 SMALL_OPTIONS = {"moco_v2": {"queue": 64, "hidden": 64}, "leoclr": {"queue": 64, "hidden": 64},
@@ -72,6 +73,22 @@ def test_resume_gives_the_same_next_losses(method, stop, embedded_shards, tmp_pa
     assert sorted(whole) == sorted(resumed) == list(range(1, 7))
     for step in range(stop + 1, 7):
         assert resumed[step] == pytest.approx(whole[step], rel=1e-5, abs=1e-6), step
+
+
+@pytest.mark.parametrize("method", ["simsiam", "regioncl_simsiam", "logo_simsiam"])
+def test_simsiam_predictor_keeps_the_peak_lr_while_the_rest_decays(method, embedded_shards, tmp_path):
+    config = small_config(method, warmup_epochs=0)
+    train(config, embedded_shards, tmp_path / "run", progress=False, max_steps=4)
+    model = build_method(method, "resnet18", SMALL_OPTIONS[method])
+    groups = torch.load(tmp_path / "run" / "checkpoint-last.pt", weights_only=False)["optimizer"]["param_groups"]
+    decayed, fixed = groups
+    assert fixed["fixed_lr"] and fixed["lr"] == config.lr
+    assert decayed["lr"] == pytest.approx(learning_rate(3, 6, config.lr)) and decayed["lr"] < config.lr
+    assert len(fixed["params"]) == len(list(model.predictor.parameters()))
+    assert len(decayed["params"]) + len(fixed["params"]) == len([p for p in model.parameters() if p.requires_grad])
+
+    off = make_optimizer(config, build_method(method, "resnet18", SMALL_OPTIONS[method] | {"fixed_predictor_lr": False}))
+    assert len(off.param_groups) == 1
 
 
 def test_train_and_eval_commands(embedded_shards, tmp_path, capsys):

@@ -45,7 +45,8 @@ from viewkit.trainer.nets import Backbone, mlp
 from viewkit.trainer.queue import KeyQueue
 
 SIMSIAM_DEFAULTS = {"dim": 2048, "predictor_hidden": 512, "ll_mode": "clip", "clip_ratio": 0.015, "ll_weight": 1e-4,
-                    "critic_hidden": 512, "critic_layers": 3, "critic_output": "sigmoid"}
+                    "critic_hidden": 512, "critic_layers": 3, "critic_output": "sigmoid",
+                    "fixed_predictor_lr": True}  # choice: SimSiam's own setting (see trainer/simsiam.py)
 DEFAULTS = {"dim": 128, "hidden": 2048, "queue": 4096, "momentum": 0.999, "temperature": 0.07,
             "ll_mode": "clip", "clip_ratio": 0.015, "ll_weight": 5e-4, "critic_hidden": 512, "critic_layers": 3,
             "critic_output": "sigmoid"}
@@ -159,13 +160,14 @@ class LoGoSimSiam(nn.Module):
     """LoGo on SimSiam: SimSiam's projector/predictor, no momentum network, no queue."""
 
     def __init__(self, arch, dim, predictor_hidden, ll_mode, clip_ratio, ll_weight, critic_hidden, critic_layers,
-                 critic_output="sigmoid"):
+                 critic_output="sigmoid", fixed_predictor_lr=True):
         super().__init__()
         if ll_mode not in ("clip", "lambda"):
             raise ValueError(f"ll_mode {ll_mode!r}: 'clip' (official code) or 'lambda' (paper)")
         self.backbone = Backbone(arch)
         self.projector = mlp([self.backbone.dim, dim, dim, dim], last_batch_norm=True, last_affine=False)
         self.predictor = mlp([dim, predictor_hidden, dim])
+        self.fixed_lr_modules = (self.predictor,) if fixed_predictor_lr else ()
         self.critic = critic(dim, critic_hidden, critic_layers, critic_output)
         self.ll_mode, self.clip_ratio, self.ll_weight = ll_mode, clip_ratio, ll_weight
         self._parts = None

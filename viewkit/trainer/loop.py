@@ -43,10 +43,16 @@ def setup_distributed(device: str) -> tuple[int, int]:
 
 
 def make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
-    parameters = [p for p in model.parameters() if p.requires_grad]
+    """One parameter group, plus a `fixed_lr` one for the modules a method keeps at the peak
+    lr (SimSiam's predictor)."""
+    fixed = {id(p) for module in getattr(model, "fixed_lr_modules", ()) for p in module.parameters()}
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in trainable if id(p) not in fixed]}]
+    if fixed:
+        groups.append({"params": [p for p in trainable if id(p) in fixed], "fixed_lr": True})
     if config.optimizer == "lars":
-        return LARS(parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    return torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+        return LARS(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
 
 
 def to_device(batch: dict, device: torch.device, channels_last: bool) -> dict:
@@ -177,7 +183,7 @@ def train(config: TrainConfig, data: str, out: str | Path, resume: bool = False,
             fetched = time.perf_counter()
             lr = learning_rate(step, total_steps, config.lr, warmup_steps)
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = config.lr if group.get("fixed_lr") else lr
             if rank == 0 and loader.state_dict()["step"] == 1:
                 log_views(writer, batch, step)
             batch = to_device(batch, device, config.channels_last)

@@ -28,7 +28,7 @@ from viewkit.trainer.queue import KeyQueue
 from viewkit.trainer.simsiam import SimSiam
 
 DEFAULTS = {"dim": 128, "hidden": 2048, "queue": 65536, "momentum": 0.999, "temperature": 0.2}
-SIMSIAM_DEFAULTS = {"dim": 2048, "predictor_hidden": 512}
+SIMSIAM_DEFAULTS = {"dim": 2048, "predictor_hidden": 512, "fixed_predictor_lr": True}
 STRIDE = 32  # the swap grid: one cell per 32 px, ResNet's last map (a "-lowres" map has 2 x 2 per cell)
 
 
