@@ -3,6 +3,8 @@
     viewkit shard imagenet ../shared/data/imagenette-subset SHARDS/train --split train
     viewkit shard imagenet ../shared/data/imagenette-subset SHARDS/val --split val
     python benchmarks/learning_check.py --shards SHARDS --runs runs/check [--methods moco_v2 byol ...]
+    # two checks side by side on a 2-core machine, one core each, no oversubscription:
+    python benchmarks/learning_check.py ... --threads 1 --methods byol & python ... --threads 1 --methods simsiam
 
 For each method: `viewkit train configs/cpu/<method>.yaml`, then `viewkit eval knn` of the
 last checkpoint and of the same network at random init (64 px, k 200, T 0.07). Prints a
@@ -12,6 +14,7 @@ markdown table: method, epochs, minutes, kNN top-1, random-init kNN top-1.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import sys
@@ -24,16 +27,17 @@ METHODS = ["moco_v2", "byol", "simsiam", "simclr", "leoclr", "scd_moco", "scd_by
            "regioncl", "regioncl_simsiam", "sgcl"]
 
 
-def viewkit(*args: str) -> str:
-    result = subprocess.run([sys.executable, "-m", "viewkit.tools.cli", *args], capture_output=True, text=True)
+def viewkit(*args: str, threads: int = 0) -> str:
+    env = os.environ | ({"OMP_NUM_THREADS": str(threads)} if threads else {})
+    result = subprocess.run([sys.executable, "-m", "viewkit.tools.cli", *args], capture_output=True, text=True, env=env)
     if result.returncode:
         raise RuntimeError(f"viewkit {' '.join(args)} failed:\n{result.stderr[-2000:]}")
     return result.stdout
 
 
-def knn(checkpoint_args: list[str], shards: Path) -> float:
+def knn(checkpoint_args: list[str], shards: Path, threads: int) -> float:
     out = viewkit("eval", "knn", *checkpoint_args, "--train", str(shards / "train"), "--val", str(shards / "val"),
-                  "--resolution", "64", "--device", "cpu")
+                  "--resolution", "64", "--device", "cpu", threads=threads)
     return float(re.findall(r"knn_top1=([0-9.]+)", out)[-1])
 
 
@@ -43,7 +47,9 @@ def main() -> None:
     parser.add_argument("--runs", required=True, type=Path)
     parser.add_argument("--methods", nargs="*", default=METHODS)
     parser.add_argument("--epochs", type=int, help="override the CPU configs' epochs")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads per run (default: all cores)")
     args = parser.parse_args()
+    untrained = {}  # random-init kNN by architecture: the same network for every method
     configs = Path(__file__).resolve().parents[1] / "configs" / "cpu"
     print("| method | epochs | minutes | kNN top-1 | random-init kNN top-1 |")
     print("| --- | --- | --- | --- | --- |")
@@ -53,11 +59,14 @@ def main() -> None:
         epochs = args.epochs or settings["epochs"]
         started = time.perf_counter()
         viewkit("train", str(config), "--data", str(args.shards / "train"), "--out", str(args.runs / method),
-                "--epochs", str(epochs), "--quiet")
+                "--epochs", str(epochs), "--quiet", *([f"threads={args.threads}"] if args.threads else []),
+                threads=args.threads)
         minutes = (time.perf_counter() - started) / 60
-        trained = knn(["--checkpoint", str(args.runs / method / "checkpoint-last.pt")], args.shards)
-        untrained = knn(["--random-init", "--arch", settings["arch"]], args.shards)
-        print(f"| {method} | {epochs} | {minutes:.1f} | {trained:.3f} | {untrained:.3f} |", flush=True)
+        trained = knn(["--checkpoint", str(args.runs / method / "checkpoint-last.pt")], args.shards, args.threads)
+        arch = settings["arch"]
+        if arch not in untrained:
+            untrained[arch] = knn(["--random-init", "--arch", arch], args.shards, args.threads)
+        print(f"| {method} | {epochs} | {minutes:.1f} | {trained:.3f} | {untrained[arch]:.3f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -108,9 +108,11 @@ def _gpu_memory_mb(device: str) -> float | None:
     return (total - free) / 2**20
 
 
-def measure(make_iterator, batch_size: int, batches: int, warmup: int, views: int, pixels: int, device: str, label: str) -> dict:
+def measure(make_iterator, batch_size: int, batches: int, warmup: int, views: int, pixels: int, device: str, label: str,
+            in_flight: int = 0) -> dict:
     """Times `batches` batches of a fresh iterator (after warm-up); CPU time includes workers
-    because they have exited (and been reaped) when the iterator is dropped."""
+    because they have exited (and been reaped) when the iterator is dropped. `in_flight`:
+    batches the workers had prepared ahead and that were never taken (DataLoader prefetch)."""
     cpu_before, started = _cpu_seconds(), None
     with PeakMemory() as memory:
         iterator = make_iterator()
@@ -125,8 +127,8 @@ def measure(make_iterator, batch_size: int, batches: int, warmup: int, views: in
     cpu_total = _cpu_seconds() - cpu_before
     samples = batch_size * batches
     # Workers' CPU is only counted once they exit: use the whole run's CPU time scaled to
-    # the timed share when the in-process figure misses them.
-    cpu = max(cpu_warm, cpu_total * batches / (warmup + batches))
+    # the timed share of the batches made when the in-process figure misses them.
+    cpu = max(cpu_warm, cpu_total * batches / (warmup + batches + in_flight))
     return {"samples_per_s": samples / seconds, "views_per_s": samples * views / seconds,
             "pixels_per_s": samples * pixels / seconds, "cpu_core_s_per_sample": cpu / samples,
             "peak_host_memory_mb": memory.peak, "gpu_memory_mb": gpu, "seconds": seconds}
@@ -146,7 +148,7 @@ def machine() -> dict:
 
 def bench(args: argparse.Namespace) -> dict:
     from viewkit import ViewLoader, recipes
-    from viewkit.tools.bench_baseline import baseline_loader, views_per_sample
+    from viewkit.tools.bench_baseline import PREFETCH as BASELINE_PREFETCH, baseline_loader, views_per_sample
 
     recipe = recipes.get(args.recipe)
     views, pixels = views_per_sample(recipe)
@@ -173,7 +175,8 @@ def bench(args: argparse.Namespace) -> dict:
                                          args.device, f"round {round_ + 1} viewkit"))
         if args.baseline != "none":
             rounds["baseline"].append(measure(baseline_iterator, args.batch_size, args.batches, args.warmup, views,
-                                              pixels, "cpu", f"round {round_ + 1} torchvision"))
+                                              pixels, "cpu", f"round {round_ + 1} torchvision",
+                                              in_flight=args.workers * BASELINE_PREFETCH))
     summary = {}
     for side, results in rounds.items():
         if results:

@@ -14,6 +14,7 @@ from torchvision.transforms import v2
 from viewkit.views.augment import IMAGENET_MEAN, IMAGENET_STD, Augment, blur_window, geometry_only
 from viewkit.views.families import Recipe
 
+PREFETCH = 2  # batches each DataLoader worker prepares ahead (torch's default)
 _MEAN = [m / 255 for m in IMAGENET_MEAN]
 _STD = [s / 255 for s in IMAGENET_STD]
 
@@ -118,7 +119,7 @@ def baseline_loader(tars: list[str], recipe: Recipe, batch_size: int, workers: i
     # choice: webdataset splits tars over workers; with fewer tars than workers it repeats them.
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers,
                                        collate_fn=swap_collate(recipe), persistent_workers=False,
-                                       prefetch_factor=2 if workers else None)
+                                       prefetch_factor=PREFETCH if workers else None)
 
 
 def views_per_sample(recipe: Recipe) -> tuple[int, int]:
