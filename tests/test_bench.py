@@ -3,7 +3,7 @@
 import json
 
 from viewkit.tools import bench
-from viewkit.tools.bench_baseline import RecipeTransform, views_per_sample
+from viewkit.tools.bench_baseline import RecipeTransform, tars_for_workers, views_per_sample
 from viewkit.tools.cli import main
 from viewkit.views import recipes
 
@@ -20,6 +20,15 @@ def test_bench_runs_and_writes_every_field(embedded_shards, tmp_path, capsys):
         assert result["summary"][side]["samples_per_s"] > 0 and result["summary"][side]["peak_host_memory_mb"] > 0
     assert result["views_per_sample"] == 3 and set(result["machine"]) >= {"cpu", "cores", "gpu"}
     assert "ratio viewkit / baseline" in capsys.readouterr().out
+
+
+def test_every_baseline_worker_gets_tars():
+    # webdataset's split_by_worker hands worker w the tars [w::workers]; an empty share idles a core
+    for tars in (["a"], ["a", "b"], ["a", "b", "c"]):
+        for workers in (0, 1, 2, 3, 4):
+            listed = tars_for_workers(tars, workers)
+            assert set(listed) == set(tars)
+            assert all(listed[w :: max(workers, 1)] for w in range(max(workers, 1)))
 
 
 def test_baseline_makes_the_same_views():

@@ -104,11 +104,18 @@ def swap_collate(recipe: Recipe):
     return with_swap
 
 
+def tars_for_workers(tars: list[str], workers: int) -> list[str]:
+    """webdataset gives each DataLoader worker its own tars; a worker left without one would
+    sit idle and the baseline would run on fewer cores than viewkit, so short lists repeat."""
+    return tars * -(-max(workers, 1) // len(tars))
+
+
 def baseline_loader(tars: list[str], recipe: Recipe, batch_size: int, workers: int, augment: bool = True,
                     blur: str = "paper"):
     """blur="paper": the 10%-of-view kernel users write (23 taps at 224 px); "capped": the
     same +-3 sigma_max cap as viewkit's widest kernel (13 taps), for a like-for-like cost."""
     transform = RecipeTransform(recipe, augment, blur)
+    tars = tars_for_workers(tars, workers)
     dataset = (wds.WebDataset(tars, shardshuffle=len(tars), nodesplitter=None, workersplitter=wds.split_by_worker,
                               empty_check=False)
                .repeat()
@@ -116,7 +123,6 @@ def baseline_loader(tars: list[str], recipe: Recipe, batch_size: int, workers: i
                .decode("pil")
                .to_tuple("jpg", "cls")
                .map(lambda sample: transform(sample[0]) | {"label": int(sample[1])}))
-    # choice: webdataset splits tars over workers; with fewer tars than workers it repeats them.
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers,
                                        collate_fn=swap_collate(recipe), persistent_workers=False,
                                        prefetch_factor=PREFETCH if workers else None)
