@@ -68,7 +68,12 @@ def test_resume_gives_the_same_next_losses(method, stop, embedded_shards, tmp_pa
     config = small_config(method)
     train(config, embedded_shards, tmp_path / "whole", progress=False)
     train(config, embedded_shards, tmp_path / "resumed", progress=False, max_steps=stop)  # 3 steps = 1 epoch
+    with open(tmp_path / "resumed" / "metrics.jsonl", "a") as metrics:  # a kill after the checkpoint had logged on
+        metrics.write(json.dumps({"step": stop + 1, "epoch": 1, "loss": -1.0}) + "\n")
+        metrics.write(json.dumps({"epoch": 2, "knn_top1": 0.0}) + "\n")
     train(config, embedded_shards, tmp_path / "resumed", resume=True, progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows] == list(range(1, 7))
     whole, resumed = losses(tmp_path / "whole"), losses(tmp_path / "resumed")
     assert sorted(whole) == sorted(resumed) == list(range(1, 7))
     for step in range(stop + 1, 7):

@@ -40,7 +40,6 @@ def extract(backbone: torch.nn.Module, dataset, *, resolution: int = 224, batch_
     return torch.cat(features)[order], torch.cat(labels)[order]
 
 
-
 def knn_top1(train_features: torch.Tensor, train_labels: torch.Tensor, val_features: torch.Tensor,
              val_labels: torch.Tensor, k: int = 200, temperature: float = 0.07) -> float:
     """Top-1 accuracy (fraction) of weighted kNN voting."""

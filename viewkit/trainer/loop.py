@@ -86,6 +86,16 @@ def _repeat_first(loader):
     return Repeat()
 
 
+def forget_rows_after(path: Path, step: int, epoch: int) -> None:
+    """A run killed after its last checkpoint logged steps that the resumed run trains again;
+    its rows go, so each step and each kNN epoch appears once."""
+    if not path.exists():
+        return
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    kept = [row for row in rows if (row["step"] <= step if "step" in row else row["epoch"] <= epoch)]
+    path.write_text("".join(json.dumps(row) + "\n" for row in kept))
+
+
 def log_views(writer, batch: dict, step: int, count: int = 8) -> None:
     """A grid of the first views of the batch, de-normalised, in TensorBoard."""
     from viewkit.views.augment import IMAGENET_MEAN, IMAGENET_STD
@@ -162,6 +172,8 @@ def train(config: TrainConfig, data: str, out: str | Path, resume: bool = False,
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(out / "tensorboard")
+    if rank == 0 and resume and step:
+        forget_rows_after(out / "metrics.jsonl", step, start_epoch)
     metrics_file = open(out / "metrics.jsonl", "a") if rank == 0 else None
     last = {}
     batches = _repeat_first(loader) if synthetic else loader
