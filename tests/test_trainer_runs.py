@@ -9,7 +9,7 @@ import torch
 
 from viewkit import ViewLoader, recipes
 from viewkit.trainer.config import TrainConfig, load_config
-from viewkit.trainer.loop import make_optimizer, train
+from viewkit.trainer.loop import forget_rows_after, make_optimizer, train
 from viewkit.trainer.methods import METHODS, build_method
 from viewkit.trainer.schedules import learning_rate
 from viewkit.tools.cli import main
@@ -78,6 +78,16 @@ def test_resume_gives_the_same_next_losses(method, stop, embedded_shards, tmp_pa
     assert sorted(whole) == sorted(resumed) == list(range(1, 7))
     for step in range(stop + 1, 7):
         assert resumed[step] == pytest.approx(whole[step], rel=1e-5, abs=1e-6), step
+
+
+def test_resume_drops_a_partial_last_row_and_names_a_corrupt_one(tmp_path):
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text('{"step": 1, "epoch": 0, "loss": 2.0}\n{"epoch": 1, "knn_top1": 0.5}\n{"step": 2, "ep')
+    forget_rows_after(metrics, step=1, epoch=1)
+    assert metrics.read_text() == '{"step": 1, "epoch": 0, "loss": 2.0}\n{"epoch": 1, "knn_top1": 0.5}\n'
+    metrics.write_text('{"step": 1, "epoch": 0, "loss": 2.0}\nnot json\n{"step": 2, "epoch": 0, "loss": 1.0}\n')
+    with pytest.raises(ValueError, match=r"metrics.jsonl: line 2 is not JSON"):
+        forget_rows_after(metrics, step=2, epoch=0)
 
 
 @pytest.mark.parametrize("method", ["simsiam", "regioncl_simsiam", "logo_simsiam"])

@@ -91,7 +91,16 @@ def forget_rows_after(path: Path, step: int, epoch: int) -> None:
     its rows go, so each step and each kNN epoch appears once."""
     if not path.exists():
         return
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for number, line in enumerate(lines, 1):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number < len(lines):
+                raise ValueError(f"{path}: line {number} is not JSON ({line[:60]!r}); fix or move the file "
+                                 f"before resuming") from None
+            # a kill mid-write leaves a partial last row, written after the last checkpoint
     kept = [row for row in rows if (row["step"] <= step if "step" in row else row["epoch"] <= epoch)]
     path.write_text("".join(json.dumps(row) + "\n" for row in kept))
 
