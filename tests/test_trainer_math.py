@@ -157,18 +157,23 @@ def test_scd_mask_pooling_and_triplet_terms_by_hand():
 def test_regioncl_mask_pooling_equals_manual_pooling_on_the_swap_cells():
     from viewkit.trainer.regioncl import pool_paste_and_canvas
 
-    feature_map = torch.randn(2, 4, 7, 7)
-    cells = torch.tensor([1, 2, 4, 6])  # x0, y0, x1, y1
-    paste, canvas = pool_paste_and_canvas(feature_map, cells)
+    feature_map = torch.randn(2, 4, 7, 7)  # a 224 px view at stride 32
+    box = torch.tensor([32, 64, 128, 192])  # x0, y0, x1, y1 px: map columns 1-3, rows 2-5
+    paste, canvas = pool_paste_and_canvas(feature_map, box, stride=32)
     inside = [(y, x) for y in range(7) for x in range(7) if 2 <= y < 6 and 1 <= x < 4]
     outside = [(y, x) for y in range(7) for x in range(7) if (y, x) not in inside]
     assert torch.allclose(paste, torch.stack([feature_map[:, :, y, x] for y, x in inside]).mean(0))
     assert torch.allclose(canvas, torch.stack([feature_map[:, :, y, x] for y, x in outside]).mean(0))
     with pytest.raises(ValueError, match="no paste or no canvas"):
-        pool_paste_and_canvas(feature_map, torch.tensor([0, 0, 7, 7]))
-    fine = feature_map.repeat_interleave(2, 2).repeat_interleave(2, 3)  # a stride-16 map: 2 x 2 per cell
-    fine_paste, fine_canvas = pool_paste_and_canvas(fine, cells, per_cell=2)
+        pool_paste_and_canvas(feature_map, torch.tensor([0, 0, 224, 224]), stride=32)
+    with pytest.raises(ValueError, match="not on the backbone's 32 px grid.*swap_grid"):
+        pool_paste_and_canvas(feature_map, torch.tensor([16, 64, 128, 192]), stride=32)
+    fine = feature_map.repeat_interleave(2, 2).repeat_interleave(2, 3)  # the same view at stride 16
+    fine_paste, fine_canvas = pool_paste_and_canvas(fine, box, stride=16)
     assert torch.allclose(fine_paste, paste) and torch.allclose(fine_canvas, canvas)
+    # A 16 px swap grid on a stride-16 map: a box of one cell is one map position.
+    one_cell_paste, _ = pool_paste_and_canvas(fine, torch.tensor([16, 48, 32, 64]), stride=16)
+    assert torch.equal(one_cell_paste, fine[:, :, 3, 1])
 
 
 def test_regioncl_region_targets_follow_the_swap():
@@ -193,10 +198,10 @@ def test_regioncl_simsiam_loss_is_algorithm_3_by_hand():
     torch.manual_seed(0)
     model = RegionCLSimSiam("resnet18", dim=16, predictor_hidden=8).train()
     views = torch.randn(2, 4, 3, 64, 64)
-    batch = {"global": views, "swap": torch.randn(4, 3, 64, 64), "swap_cells": torch.tensor([0, 0, 1, 2]),
+    batch = {"global": views, "swap": torch.randn(4, 3, 64, 64), "swap_box": torch.tensor([0, 0, 32, 64]),
              "swap_source": torch.tensor([3, 2, 1, 0])}
     loss, parts = model(batch)
-    paste, canvas = pool_paste_and_canvas(model.backbone.feature_map(batch["swap"]), batch["swap_cells"])
+    paste, canvas = pool_paste_and_canvas(model.backbone.feature_map(batch["swap"]), batch["swap_box"], 32)
     q, p, c = model.predictor(model.projector(torch.cat([model.backbone(views[0]), paste, canvas]))).chunk(3)
     k = model.projector(model.backbone(views[1]))
     cos = lambda a, b: F.cosine_similarity(a, b, dim=1).mean()  # noqa: E731

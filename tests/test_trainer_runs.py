@@ -59,6 +59,26 @@ def test_one_real_step_gives_every_trainable_parameter_a_gradient(method, embedd
         assert frozen  # momentum / target networks exist and take no gradient
 
 
+def test_regioncl_pools_a_16_px_swap_grid_on_a_stride_16_backbone(embedded_shards):
+    """32 px views (a 2 x 2 map on resnet18-lowres): a one-cell box is one map position."""
+    from viewkit.trainer.regioncl import pool_paste_and_canvas
+
+    recipe = recipes.get("regioncl", global_size=32, swap_grid=16, swap_cells=[1])
+    batch = next(iter(ViewLoader(embedded_shards, recipe, 8, device="cpu", threads=2)))
+    x0, y0, x1, y1 = batch["swap_box"].tolist()
+    assert (x1 - x0, y1 - y0) == (16, 16) and x0 % 16 == 0 and y0 % 16 == 0
+    model = build_method("regioncl_simsiam", "resnet18-lowres", SMALL_OPTIONS["regioncl_simsiam"])
+    feature_map = model.backbone.feature_map(batch["swap"])
+    paste, canvas = pool_paste_and_canvas(feature_map, batch["swap_box"], model.backbone.stride)
+    assert torch.equal(paste, feature_map[:, :, y0 // 16, x0 // 16])
+    mask = batch["swap_mask"][:, :, ::16, ::16]  # the composite's own mask, one pixel per map position
+    assert mask.sum().item() == 8 and torch.allclose(canvas, (feature_map * ~mask).sum((2, 3)) / 3, atol=1e-6)
+    loss, _ = model(batch)
+    assert torch.isfinite(loss)
+    with pytest.raises(ValueError, match="not on the backbone's 32 px grid"):
+        build_method("regioncl_simsiam", "resnet18", SMALL_OPTIONS["regioncl_simsiam"])(batch)
+
+
 def losses(run) -> dict:
     return {m["step"]: m["loss"] for m in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "loss" in m}
 

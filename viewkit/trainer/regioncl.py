@@ -29,24 +29,32 @@ from viewkit.trainer.simsiam import SimSiam
 
 DEFAULTS = {"dim": 128, "hidden": 2048, "queue": 65536, "momentum": 0.999, "temperature": 0.2}
 SIMSIAM_DEFAULTS = {"dim": 2048, "predictor_hidden": 512, "fixed_predictor_lr": True}
-STRIDE = 32  # the swap grid: one cell per 32 px, ResNet's last map (a "-lowres" map has 2 x 2 per cell)
 
 
-def pool_paste_and_canvas(feature_map: torch.Tensor, cells: torch.Tensor, per_cell: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """[B, C, h, w] and the box in swap cells (x0, y0, x1, y1) -> paste [B, C], canvas [B, C];
-    `per_cell` map positions per swap cell along each side (32 / the backbone's stride)."""
+def pool_paste_and_canvas(feature_map: torch.Tensor, box: torch.Tensor, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """[B, C, h, w] and the pasted box in pixels (x0, y0, x1, y1) -> paste [B, C], canvas [B, C].
+
+    The box must lie on the backbone's grid (`stride` px per map position): the swap grid
+    of the recipe (`swap_grid`) is a multiple of the stride, so every position is wholly
+    paste or wholly canvas, as in the paper's mask pooling.
+    """
     _, _, h, w = feature_map.shape
-    x0, y0, x1, y1 = (int(v) * per_cell for v in cells.tolist())
+    pixels = [int(v) for v in box.tolist()]
+    if any(v % stride for v in pixels):
+        raise ValueError(f"swap box {pixels} px is not on the backbone's {stride} px grid; "
+                         f"set the recipe's swap_grid to a multiple of {stride}")
+    x0, y0, x1, y1 = (v // stride for v in pixels)
     mask = torch.zeros(h, w, dtype=torch.bool, device=feature_map.device)
     mask[y0:y1, x0:x1] = True
     if mask.all() or not mask.any():
-        raise ValueError(f"swap cells {cells.tolist()} leave no paste or no canvas on a {h}x{w} map")
+        raise ValueError(f"swap box {pixels} px leaves no paste or no canvas on a {h}x{w} map")
     return feature_map[:, :, mask].mean(-1), feature_map[:, :, ~mask].mean(-1)
 
 
-def check_composite(composite: torch.Tensor, query_view: torch.Tensor) -> None:
-    if composite.shape[-1] != query_view.shape[-1] or composite.shape[-1] % STRIDE:
-        raise ValueError("RegionCL needs swap composites of the query view's size, a multiple of 32 px")
+def check_composite(composite: torch.Tensor, query_view: torch.Tensor, stride: int) -> None:
+    if composite.shape[-1] != query_view.shape[-1] or composite.shape[-1] % stride:
+        raise ValueError(f"RegionCL needs swap composites of the query view's size, a multiple of {stride} px "
+                         f"(the backbone's stride); got {composite.shape[-1]} and {query_view.shape[-1]}")
 
 
 class RegionCL(nn.Module):
@@ -60,13 +68,13 @@ class RegionCL(nn.Module):
     def forward(self, batch: dict):
         view1, view2 = batch["global"]
         composite = batch["swap"]
-        check_composite(composite, view1)
+        check_composite(composite, view1, self.backbone.stride)
         self.encoder.update()
         q, k = self.encoder.query(view1), self.encoder.key(view2)
         negatives = self.queue.keys.clone()
         instance = info_nce(q, k, negatives, self.temperature)
-        paste, canvas = pool_paste_and_canvas(self.backbone.feature_map(composite), batch["swap_cells"],
-                                              STRIDE // self.backbone.stride)
+        paste, canvas = pool_paste_and_canvas(self.backbone.feature_map(composite), batch["swap_box"],
+                                              self.backbone.stride)
         z_paste = F.normalize(self.encoder.projector(paste), dim=1)
         z_canvas = F.normalize(self.encoder.projector(canvas), dim=1)
         queries = torch.cat([z_canvas, z_paste])
@@ -86,9 +94,9 @@ class RegionCLSimSiam(SimSiam):
     def forward(self, batch: dict):
         view_q, view_k = batch["global"]
         composite = batch["swap"]
-        check_composite(composite, view_q)
-        paste, canvas = pool_paste_and_canvas(self.backbone.feature_map(composite), batch["swap_cells"],
-                                              STRIDE // self.backbone.stride)
+        check_composite(composite, view_q, self.backbone.stride)
+        paste, canvas = pool_paste_and_canvas(self.backbone.feature_map(composite), batch["swap_box"],
+                                              self.backbone.stride)
         # One projector batch for q, p and c, as Fig. S3 draws it: its BN sees all three.
         q, p, c = self.predictor(self.projector(torch.cat([self.backbone(view_q), paste, canvas]))).chunk(3)
         k = self.projector(self.backbone(view_k))

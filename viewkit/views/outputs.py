@@ -16,7 +16,7 @@ For a batch of B samples (S: a family's view size, V: its view count, t: salienc
 | `swap` | [B, 3, S, S] | recipe dtype | RegionCL composite: sample B-1-i's region pasted into sample i |
 | `swap_mask` | [B, 1, S, S] | bool | True inside the pasted box |
 | `swap_box` | [4] | int64 | x0, y0, x1, y1 pixels of the box (one per batch) |
-| `swap_cells` | [4] | int64 | the same in cells of the stride-32 grid |
+| `swap_cells` | [4] | int64 | the same in cells of the swap grid (`swap_grid` px, default 32) |
 | `swap_source` | [B] | int64 | B-1-i: whose region composite i holds |
 | `image_size` | [B, 2] | int64 | source height, width (loader) |
 | `label`, `id` | [B] | int64 | class index (-1: none) and global sample id (loader) |
