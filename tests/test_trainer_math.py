@@ -154,6 +154,31 @@ def test_scd_mask_pooling_and_triplet_terms_by_hand():
     assert z1fg.grad is not None and z2fg.grad is None and z2bg.grad is None  # view 2 from the target: sg
 
 
+def test_scd_byol_symmetric_is_both_directions_of_the_asymmetric_loss():
+    from viewkit.trainer.scd import SCDBYOL
+
+    options = {"arch": "resnet18", "dim": 16, "hidden": 32, "base_momentum": 0.99, "alpha": 1.0, "weight": 0.5,
+               "saliency_hidden": 8}
+    torch.manual_seed(0)
+    asymmetric = SCDBYOL(**options, symmetric=False).train()
+    symmetric = SCDBYOL(**options, symmetric=True).train()
+    symmetric.load_state_dict(asymmetric.state_dict())
+    views = torch.randn(2, 4, 3, 64, 64)
+    forward, parts = asymmetric({"global": views})
+    backward, back_parts = asymmetric({"global": views.flip(0)})
+    assert forward.item() == pytest.approx((parts["loss_contrastive"] + 0.5 * parts["loss_triplet"]).item(), rel=1e-6)
+    both, both_parts = symmetric({"global": views})
+    assert both.item() == pytest.approx((forward + backward).item(), rel=1e-5)
+    assert both_parts["loss_triplet"].item() == pytest.approx((parts["loss_triplet"] + back_parts["loss_triplet"]).item(),
+                                                              rel=1e-5)
+    views.requires_grad_(True)
+    asymmetric({"global": views})[0].backward()
+    assert views.grad[0].abs().sum() > 0 and not views.grad[1].any()  # view 2 only through the target: sg
+    views.grad = None
+    symmetric({"global": views})[0].backward()
+    assert views.grad[0].abs().sum() > 0 and views.grad[1].abs().sum() > 0
+
+
 def test_regioncl_mask_pooling_equals_manual_pooling_on_the_swap_cells():
     from viewkit.trainer.regioncl import pool_paste_and_canvas
 

@@ -12,7 +12,9 @@ come from the momentum/target network. With f_s the cosine similarity and alpha 
 choices: the saliency head and semantic projector of view 2 are EMA copies updated with the
 base's momentum (the paper takes view-2 embeddings "from the target network"); no
 predictor on the semantic branch of SCD-BYOL; the hidden width of the saliency head is
-2048 for every backbone.
+2048 for every backbone. SCD-BYOL's `symmetric` option (off: the paper's asymmetric
+loss) adds the same loss with the views' roles swapped, L_c and L_d alike, as BYOL's Eq. 3
+does for L_c.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from viewkit.trainer.schedules import ema_momentum
 MOCO_DEFAULTS = {"dim": 128, "hidden": 2048, "queue": 65536, "momentum": 0.999, "temperature": 0.2,
                  "alpha": 1.0, "weight": 0.5, "saliency_hidden": 2048}
 BYOL_DEFAULTS = {"dim": 512, "hidden": 4096, "base_momentum": 0.99, "alpha": 1.0, "weight": 0.5,
-                 "saliency_hidden": 2048}
+                 "saliency_hidden": 2048, "symmetric": False}
 
 
 def saliency_head(channels: int, hidden: int) -> nn.Sequential:
@@ -136,24 +138,32 @@ class SCDMoCo(nn.Module):
 class SCDBYOL(nn.Module):
     """SCD on BYOL, asymmetric (one direction, SCD's default; bs 512, lr 0.05), 4096/512 heads."""
 
-    def __init__(self, arch, dim, hidden, base_momentum, alpha, weight, saliency_hidden):
+    def __init__(self, arch, dim, hidden, base_momentum, alpha, weight, saliency_hidden, symmetric):
         super().__init__()
         self.backbone = Backbone(arch)
         channels = self.backbone.dim
         self.projector, self.predictor = mlp([channels, hidden, dim]), mlp([dim, hidden, dim])
         self.target_backbone, self.target_projector = frozen_copy(self.backbone), frozen_copy(self.projector)
         self.semantic = SemanticBranch(channels, saliency_hidden, mlp([channels, hidden, dim]))
-        self.base_momentum, self.alpha, self.weight = base_momentum, alpha, weight
+        self.base_momentum, self.alpha, self.weight, self.symmetric = base_momentum, alpha, weight, symmetric
+
+    def one_direction(self, online_view: torch.Tensor, target_view: torch.Tensor):
+        """L_c and L_d with `online_view` through the online network, `target_view` through the target."""
+        online_map = self.backbone.feature_map(online_view)
+        prediction = self.predictor(self.projector(online_map.mean((2, 3))))
+        with torch.no_grad():
+            target_map = self.target_backbone.feature_map(target_view)
+            target = self.target_projector(target_map.mean((2, 3)))
+        contrastive = byol_loss(prediction, target).mean()
+        triplet = triplet_loss(*self.semantic.online(online_map), *self.semantic.target(target_map), self.alpha)
+        return contrastive, triplet
 
     def forward(self, batch: dict):
         view1, view2 = batch["global"]
-        map1 = self.backbone.feature_map(view1)
-        prediction = self.predictor(self.projector(map1.mean((2, 3))))
-        with torch.no_grad():
-            map2 = self.target_backbone.feature_map(view2)
-            target = self.target_projector(map2.mean((2, 3)))
-        contrastive = byol_loss(prediction, target).mean()
-        triplet = triplet_loss(*self.semantic.online(map1), *self.semantic.target(map2), self.alpha)
+        contrastive, triplet = self.one_direction(view1, view2)
+        if self.symmetric:
+            contrastive_back, triplet_back = self.one_direction(view2, view1)
+            contrastive, triplet = contrastive + contrastive_back, triplet + triplet_back
         return contrastive + self.weight * triplet, {"loss_contrastive": contrastive.detach(), "loss_triplet": triplet.detach()}
 
     @torch.no_grad()
