@@ -30,23 +30,23 @@ from pathlib import Path
 
 import yaml
 
+from viewkit.trainer.config import load_config
+
 # The CPU configs as written (64 px, 10 epochs), or 60 epochs at 32 px, where a step costs
 # about 2.5 times less. At 32 px every size in the recipe halves with the views: the blur
 # sigma, LoGo's local crops, RegionCL's swap grid (one 16 px cell of the 2 x 2 grid, one
 # position of the stride-16 map) and SGCL's region crops.
 _VIEWS_32 = ["recipe_overrides.global_size=32", "recipe_overrides.augment_blur_sigma=[0.014,0.29]"]
-SCHEDULES = {  # overrides for every method, and the view overrides of each (default: "views")
-    "short64": {"resolution": 64, "all": [], "views": [], "by_method": {}},
+SCHEDULES = {  # overrides for every method, and the view overrides by the method's recipe (default: "views")
+    "short64": {"resolution": 64, "all": [], "views": [], "by_recipe": {}},
     "long32": {
         "resolution": 32,
         "all": ["epochs=60"],
         "views": _VIEWS_32,
-        "by_method": {
+        "by_recipe": {
             "leoclr": _VIEWS_32 + ["recipe_overrides.original_size=32"],
-            "logo_moco": _VIEWS_32 + ["recipe_overrides.local_size=16"],
-            "logo_simsiam": _VIEWS_32 + ["recipe_overrides.local_size=16"],
+            "logo": _VIEWS_32 + ["recipe_overrides.local_size=16"],
             "regioncl": _VIEWS_32 + ["recipe_overrides.swap_grid=16", "recipe_overrides.swap_cells=[1]"],
-            "regioncl_simsiam": _VIEWS_32 + ["recipe_overrides.swap_grid=16", "recipe_overrides.swap_cells=[1]"],
             "sgcl": ["recipe_overrides.saliency_size=24", "recipe_overrides.augment_blur_sigma=[0.025,0.5]"],
         },
     },
@@ -92,7 +92,8 @@ def main() -> None:
             settings, minutes = yaml.safe_load((run / "config.yaml").read_text()), "-"
         else:
             config = configs / f"{method}.yaml"
-            overrides = schedule["all"] + schedule["by_method"].get(method, schedule["views"])
+            recipe = load_config(config).recipe_name
+            overrides = schedule["all"] + schedule["by_recipe"].get(recipe, schedule["views"])
             overrides += [f"threads={args.threads}"] * bool(args.threads)
             overrides += [f"epochs={args.epochs}"] * bool(args.epochs)
             if args.knn_every:
