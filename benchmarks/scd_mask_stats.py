@@ -6,7 +6,9 @@ Runs the online backbone and saliency head M over every image of --val (whole im
 as the kNN readout sees it) and prints the mean mask at each position of the last feature map,
 the mean foreground fraction, and the share of the mask's variance that is left once each
 position's mean over the images is removed. A share near 0 means M is a fixed spatial split:
-fg and bg pool the same places in every image, whatever it shows.
+fg and bg pool the same places in every image, whatever it shows. Last, the mask of an image
+with no content (every pixel the normalisation mean, zeros after it): whatever structure it
+has, the network draws from its own edges (padding), not from the image.
 """
 
 from __future__ import annotations
@@ -44,6 +46,11 @@ def mask_stats(masks: torch.Tensor) -> dict:
             "image_dependent_share": ((masks - by_position).var() / masks.var()).item()}
 
 
+def print_map(values: list[float], side: int) -> None:
+    for row in range(side):
+        print("  " + " ".join(f"{v:.2f}" for v in values[row * side:(row + 1) * side]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, help="a scd_moco or scd_byol checkpoint")
@@ -51,16 +58,21 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, default=224)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    masks, _ = extract(FlatMask(args.checkpoint), args.val, resolution=args.resolution, normalize=False,
+    mask_model = FlatMask(args.checkpoint)
+    masks, _ = extract(mask_model, args.val, resolution=args.resolution, normalize=False,
                        threads=args.threads)
     stats = mask_stats(masks)
     side = int(stats["positions"] ** 0.5)
     print(f"{args.checkpoint}: {masks.shape[0]} images, {side} x {side} map")
-    for row in range(side):
-        print("  " + " ".join(f"{v:.2f}" for v in stats["mean_by_position"][row * side:(row + 1) * side]))
+    print_map(stats["mean_by_position"], side)
     print(f"foreground fraction {stats['foreground_fraction']:.3f} (std over images "
           f"{stats['foreground_fraction_std']:.3f}); image-dependent share of the mask's variance "
           f"{stats['image_dependent_share']:.2f}")
+    mask_model.eval()
+    with torch.no_grad():
+        blank = mask_model(torch.zeros(1, 3, args.resolution, args.resolution))[0].tolist()
+    print("mask of a blank image:")
+    print_map(blank, side)
 
 
 if __name__ == "__main__":
