@@ -17,10 +17,8 @@ import argparse
 
 import torch
 
-from viewkit.trainer import checkpoint as ckpt
+from viewkit.tools.eval import load_backbone
 from viewkit.trainer.knn import extract
-from viewkit.trainer.nets import Backbone
-from viewkit.trainer.scd import foreground_encoder
 
 
 class FlatMask(torch.nn.Module):
@@ -28,11 +26,8 @@ class FlatMask(torch.nn.Module):
 
     def __init__(self, checkpoint: str):
         super().__init__()
-        state = ckpt.load(checkpoint)
-        backbone = Backbone(state["arch"])
-        backbone.load_torchvision_state(state["backbone"])
-        self.encoder = foreground_encoder(backbone, state["model"], checkpoint)
-        self.arch = backbone.arch
+        self.encoder = load_backbone(checkpoint, random_init=False, arch=None, seed=0, features="fg")
+        self.arch = self.encoder.arch
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.encoder.saliency(self.encoder.backbone.feature_map(images)).flatten(1)
