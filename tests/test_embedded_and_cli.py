@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from viewkit.datasets.embedded import CLASSES, shape_mask, write_embedded_dataset
+from viewkit.datasets.embedded import CLASSES, SceneStyle, scene, shape_mask, write_embedded_dataset
 from viewkit.tools.cli import main
 
 
@@ -17,6 +17,20 @@ def test_scenes_are_deterministic_and_balanced(tmp_path):
     assert [p.read_bytes() for p in files_a] == [p.read_bytes() for p in sorted(Path(b["images"]).rglob("*.jpg"))]
     assert sorted(p.parent.name for p in files_a) == sorted(list(CLASSES) * 2)
 
+
+
+def test_scene_style_sets_object_size_distractors_and_background():
+    photos = [np.tile(np.array([[0], [255]], np.uint8), (60, 120))[..., None].repeat(3, axis=2)]  # stripes
+    style = SceneStyle(main_radius=(0.4, 0.4), max_distractors=0, background_contrast=0.5)
+    for seed in range(6):
+        image, objects = scene(np.random.default_rng(seed), photos, label=CLASSES.index("disk"), style=style)
+        assert len(objects) == 1  # no distractors
+        x0, y0, x1, y1 = objects[0]["box"]
+        assert abs((x1 - x0) - 2 * 0.4 * min(image.shape[:2])) <= 2  # a disk's box is its diameter
+        outside = np.ones(image.shape[:2], bool)
+        outside[y0:y1, x0:x1] = False
+        # half contrast pulls the stripes (0 and 255 about a mean of 127.5) halfway in
+        assert 62 <= image[outside].min() and image[outside].max() <= 193
 
 def test_boxes_enclose_the_objects_exactly(tmp_path):
     result = write_embedded_dataset(tmp_path, num_images=12, seed=1)

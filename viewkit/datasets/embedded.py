@@ -14,16 +14,28 @@ from __future__ import annotations
 
 import colorsys
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFilter
 from skimage import data as skdata
 from skimage import draw
 
 CLASSES = ("disk", "square", "triangle", "star", "ring", "cross")
 _PHOTOGRAPHS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry",
                 "retina", "brick", "grass", "gravel", "camera", "coins", "moon")
+
+
+@dataclass(frozen=True)
+class SceneStyle:
+    """How a scene is drawn; the defaults are the demo's scenes. The other settings exist to
+    test why pretraining does or does not read the shape (benchmarks/demo_scenes.py)."""
+
+    main_radius: tuple[float, float] = (0.22, 0.32)  # of the image's short side
+    max_distractors: int = 2
+    background_blur: float = 0.0  # Gaussian sigma in pixels; 0: the photograph as cut
+    background_contrast: float = 1.0  # 1: as cut; 0.5: halfway to the texture's mean colour
 
 
 def _photographs() -> list[np.ndarray]:
@@ -43,6 +55,15 @@ def _texture(rng: np.random.Generator, photos: list[np.ndarray], width: int, hei
     y, x = rng.integers(0, ph - crop + 1), rng.integers(0, pw - crop + 1)
     patch = Image.fromarray(photo[y : y + crop, x : x + crop]).resize((width, height), Image.Resampling.BILINEAR)
     return np.asarray(patch).copy()
+
+
+def _soften(texture: np.ndarray, style: SceneStyle) -> np.ndarray:
+    if style.background_blur:
+        texture = np.asarray(Image.fromarray(texture).filter(ImageFilter.GaussianBlur(style.background_blur)))
+    if style.background_contrast != 1.0:
+        mean = texture.astype(np.float32).mean(axis=(0, 1), keepdims=True)
+        texture = (mean + style.background_contrast * (texture - mean)).clip(0, 255).astype(np.uint8)
+    return texture
 
 
 def _polygon(cx, cy, radius, angle, vertices, inner=None):
@@ -81,14 +102,16 @@ def _colour(rng: np.random.Generator) -> np.ndarray:
     return np.array([r, g, b]) * 255
 
 
-def scene(rng: np.random.Generator, photos: list[np.ndarray], label: int) -> tuple[np.ndarray, list[dict]]:
+def scene(rng: np.random.Generator, photos: list[np.ndarray], label: int,
+          style: SceneStyle = SceneStyle()) -> tuple[np.ndarray, list[dict]]:
     """One image [H, W, 3] uint8 and its objects [{"category", "box", "area"}], main object first."""
     width, height = int(rng.integers(192, 321)), int(rng.integers(192, 321))
-    image = _texture(rng, photos, width, height).astype(np.float32)
+    image = _soften(_texture(rng, photos, width, height), style).astype(np.float32)
     side = min(width, height)
     others = [c for c in range(len(CLASSES)) if c != label]
-    plan = [(label, rng.uniform(0.22, 0.32) * side)]
-    plan += [(int(rng.choice(others)), rng.uniform(0.07, 0.12) * side) for _ in range(rng.integers(0, 3))]
+    plan = [(label, rng.uniform(*style.main_radius) * side)]
+    plan += [(int(rng.choice(others)), rng.uniform(0.07, 0.12) * side)
+             for _ in range(rng.integers(0, style.max_distractors + 1))]
     objects = []
     yy, xx = np.mgrid[0:height, 0:width]
     for category, radius in plan:
@@ -109,7 +132,8 @@ def scene(rng: np.random.Generator, photos: list[np.ndarray], label: int) -> tup
     return image.round().astype(np.uint8), objects
 
 
-def write_embedded_dataset(out: str | Path, num_images: int = 600, seed: int = 0, quality: int = 92) -> dict:
+def write_embedded_dataset(out: str | Path, num_images: int = 600, seed: int = 0, quality: int = 92,
+                           style: SceneStyle = SceneStyle()) -> dict:
     """Writes OUT/images/<class>/*.jpg and OUT/annotations.json; returns their paths.
 
     Classes are balanced (image i shows class i mod 6). Boxes in the annotations are
@@ -127,7 +151,7 @@ def write_embedded_dataset(out: str | Path, num_images: int = 600, seed: int = 0
     }
     for index in range(num_images):
         label = index % len(CLASSES)
-        image, objects = scene(rng, photos, label)
+        image, objects = scene(rng, photos, label, style)
         file_name = f"{CLASSES[label]}/{CLASSES[label]}_{index:05d}.jpg"
         path = images_dir / file_name
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ import argparse
 import time
 from pathlib import Path
 
-from viewkit.datasets.embedded import write_embedded_dataset
+from viewkit.datasets.embedded import SceneStyle, write_embedded_dataset
 from viewkit.shards.verify import verify_dataset
 from viewkit.tools import info, preview, shard
 
@@ -28,55 +28,66 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=5, help="pretraining epochs (default 5; 0 skips training)")
 
 
-def pretrain_and_compare(out: Path, epochs: int, seed: int, batch_size: int = 64) -> tuple[float, float]:
-    """A short real pretraining, then kNN of its backbone and of the untrained network."""
+def pretrain_and_compare(out: Path, epochs: int, seed: int, batch_size: int = 64, resolution: int = 64,
+                         base_lr: float = 0.06, ks: tuple[int, ...] = (200,), threads: int = 0) -> dict:
+    """A short real pretraining on OUT/shards, then kNN on OUT/shards-val of its backbone and
+    of the untrained network: {"trained": {k: top1}, "random": {k: top1}}."""
     from viewkit.tools.eval import load_backbone
     from viewkit.trainer.config import TrainConfig
     from viewkit.trainer.knn import extract, knn_top1
     from viewkit.trainer.loop import train
 
     config = TrainConfig(method="moco_v2", method_options={"queue": 1024, "momentum": 0.99}, arch="resnet18",
-                         epochs=epochs, batch_size=batch_size, base_lr=0.06, warmup_epochs=1, device="cpu", precision="fp32",
-                         recipe_overrides={"global_size": 64}, seed=seed, log_every=5)
+                         epochs=epochs, batch_size=batch_size, base_lr=base_lr, warmup_epochs=1, device="cpu",
+                         precision="fp32", recipe_overrides={"global_size": resolution}, seed=seed, log_every=5,
+                         threads=threads)
     train(config, str(out / "shards"), out / "run", progress=False)
-    scores = []
-    for checkpoint, random_init in ((str(out / "run" / "checkpoint-last.pt"), False), (None, True)):
-        backbone = load_backbone(checkpoint, random_init, "resnet18", seed)
-        train_set = extract(backbone, str(out / "shards"), resolution=64)
-        val_set = extract(backbone, str(out / "shards-val"), resolution=64)
-        scores.append(knn_top1(*train_set, *val_set))
-    return scores[0], scores[1]
+    scores = {}
+    for name, checkpoint in (("trained", str(out / "run" / "checkpoint-last.pt")), ("random", None)):
+        backbone = load_backbone(checkpoint, checkpoint is None, "resnet18", seed)
+        train_set = extract(backbone, str(out / "shards"), resolution=resolution, threads=threads)
+        val_set = extract(backbone, str(out / "shards-val"), resolution=resolution, threads=threads)
+        scores[name] = {k: knn_top1(*train_set, *val_set, k=k) for k in ks}
+    return scores
+
+
+def make_shards(out: Path, images: int, held_out: int, seed: int, workers: int, style: SceneStyle = SceneStyle()) -> dict:
+    """Scenes in OUT/source and OUT/source-val, sharded into OUT/shards and OUT/shards-val;
+    returns the manifests by split."""
+    source = write_embedded_dataset(out / "source", num_images=images, seed=seed, style=style)
+    val_source = write_embedded_dataset(out / "source-val", num_images=held_out, seed=seed + 1, style=style)
+    manifests = {}
+    for scenes, target, split in ((source, out / "shards", "train"), (val_source, out / "shards-val", "val")):
+        shard_args = shard.build_args(["folder", scenes["images"], str(target), "--split", split,
+                                       "--shard-samples", str(max(1, images // 4)),
+                                       "--workers", str(workers), "--seed", str(seed), "--overwrite"])
+        manifests[split] = shard.shard(shard_args)
+    return manifests
 
 
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     started = time.perf_counter()
     held_out = max(12, args.images // 5)
-    print(f"[1/5] generating {args.images} + {held_out} held-out scenes in {out / 'source'}")
-    source = write_embedded_dataset(out / "source", num_images=args.images, seed=args.seed)
-    val_source = write_embedded_dataset(out / "source-val", num_images=held_out, seed=args.seed + 1)
-    print("[2/5] sharding them")
-    manifests = {}
-    for images, target, split in ((source, out / "shards", "train"), (val_source, out / "shards-val", "val")):
-        shard_args = shard.build_args(["folder", images["images"], str(target), "--split", split,
-                                       "--shard-samples", str(max(1, args.images // 4)),
-                                       "--workers", str(args.workers), "--seed", str(args.seed), "--overwrite"])
-        manifests[split] = shard.shard(shard_args)
+    print(f"[1/4] generating {args.images} + {held_out} held-out scenes in {out / 'source'}, and sharding them")
+    manifests = make_shards(out, args.images, held_out, args.seed, args.workers)
+    for split, target in (("train", out / "shards"), ("val", out / "shards-val")):
         print(shard.summary_line(manifests[split], str(target)))
     manifest = manifests["train"]
-    print("[3/5] verifying every shard and image")
+    print("[2/4] verifying every shard and image")
     problems = verify_dataset(out / "shards", progress=False) + verify_dataset(out / "shards-val", progress=False)
     for problem in problems:
         print(f"BAD {problem}")
     if problems:
         return 1
     print(info.describe(manifest | {"root": str((out / "shards").resolve())}))
-    print(f"[4/5] a batch of {args.recipe!r} views through the DALI CPU pipeline")
+    print(f"[3/4] a batch of {args.recipe!r} views through the DALI CPU pipeline")
     sheet = out / f"preview-{args.recipe}.png"
     preview.contact_sheet(str(out / "shards"), args.recipe, n=6, augment=True, seed=args.seed).save(sheet)
     if args.epochs:
-        print(f"[5/5] MoCo-v2 pretraining, ResNet-18 on 64 px views, {args.epochs} epochs on the CPU")
-        trained, untrained = pretrain_and_compare(out, args.epochs, args.seed, batch_size=min(64, max(2, args.images // 4)))
+        print(f"[4/4] MoCo-v2 pretraining, ResNet-18 on 64 px views, {args.epochs} epochs on the CPU")
+        scores = pretrain_and_compare(out, args.epochs, args.seed, batch_size=min(64, max(2, args.images // 4)))
+        trained, untrained = scores["trained"][200], scores["random"][200]
         print(f"kNN top-1 on the held-out scenes: pretrained {trained:.3f}, random init {untrained:.3f}")
         if trained <= untrained:
             print("  (on these scenes short CPU pretraining does not beat random init at reading the main object's "
