@@ -18,7 +18,6 @@ def test_scenes_are_deterministic_and_balanced(tmp_path):
     assert sorted(p.parent.name for p in files_a) == sorted(list(CLASSES) * 2)
 
 
-
 def test_scene_style_sets_object_size_distractors_and_background():
     photos = [np.tile(np.array([[0], [255]], np.uint8), (60, 120))[..., None].repeat(3, axis=2)]  # stripes
     style = SceneStyle(main_radius=(0.4, 0.4), max_distractors=0, background_contrast=0.5)
@@ -31,6 +30,7 @@ def test_scene_style_sets_object_size_distractors_and_background():
         outside[y0:y1, x0:x1] = False
         # half contrast pulls the stripes (0 and 255 about a mean of 127.5) halfway in
         assert 62 <= image[outside].min() and image[outside].max() <= 193
+
 
 def test_boxes_enclose_the_objects_exactly(tmp_path):
     result = write_embedded_dataset(tmp_path, num_images=12, seed=1)
