@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from viewkit.datasets.embedded import CLASSES, SceneStyle, scene, shape_mask, write_embedded_dataset
@@ -30,6 +31,10 @@ def test_scene_style_sets_object_size_distractors_and_background():
         outside[y0:y1, x0:x1] = False
         # half contrast pulls the stripes (0 and 255 about a mean of 127.5) halfway in
         assert 62 <= image[outside].min() and image[outside].max() <= 193
+    for bad in ({"main_radius": (0.3, 0.6)}, {"main_radius": (0.3, 0.2)}, {"max_distractors": -1},
+                {"background_contrast": -0.5}):
+        with pytest.raises(ValueError, match="SceneStyle"):
+            SceneStyle(**bad)
 
 
 def test_boxes_enclose_the_objects_exactly(tmp_path):

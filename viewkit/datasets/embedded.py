@@ -37,6 +37,13 @@ class SceneStyle:
     background_blur: float = 0.0  # Gaussian sigma in pixels; 0: the photograph as cut
     background_contrast: float = 1.0  # 1: as cut; 0.5: halfway to the texture's mean colour
 
+    def __post_init__(self):
+        low, high = self.main_radius
+        if not 0 < low <= high <= 0.5:  # beyond half the short side the object cannot fit in the scene
+            raise ValueError(f"SceneStyle: main_radius {self.main_radius} must satisfy 0 < low <= high <= 0.5")
+        if self.max_distractors < 0 or self.background_blur < 0 or self.background_contrast < 0:
+            raise ValueError(f"SceneStyle: max_distractors, background_blur and background_contrast must be >= 0 ({self})")
+
 
 def _photographs() -> list[np.ndarray]:
     photos = []
