@@ -9,6 +9,7 @@ against the same network at random init.
     # the evaluations alone, on runs trained before:
     python benchmarks/learning_check.py --shards SHARDS --runs runs/check --evaluate-only
     # six times the steps at 32 px (60 epochs, about 70 minutes per method on one core):
+    # (--device gpu runs the same configs on a GPU)
     python benchmarks/learning_check.py --shards SHARDS --runs runs/long --schedule long32 --knn-every 10
 
 For each method: `viewkit train configs/cpu/<method>.yaml` (with the schedule's overrides),
@@ -63,9 +64,10 @@ def viewkit(*args: str, threads: int = 0) -> str:
     return result.stdout
 
 
-def evaluate(protocol: str, checkpoint_args: list[str], shards: Path, resolution: int, threads: int) -> float:
+def evaluate(protocol: str, checkpoint_args: list[str], shards: Path, resolution: int, threads: int,
+             device: str = "cpu") -> float:
     out = viewkit("eval", protocol, *checkpoint_args, "--train", str(shards / "train"), "--val", str(shards / "val"),
-                  "--resolution", str(resolution), "--device", "cpu", threads=threads)
+                  "--resolution", str(resolution), "--device", device, threads=threads)
     return float(re.findall(rf"{protocol}_top1=([0-9.]+)", out)[-1])
 
 
@@ -78,6 +80,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, help="override the schedule's epochs")
     parser.add_argument("--knn-every", type=int, default=0, help="kNN monitor every N epochs during training")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads per run (default: all cores)")
+    parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu",
+                        help="gpu: the same configs (fp32, same batch and lr) with DALI and torch on the GPU")
     parser.add_argument("--evaluate-only", action="store_true", help="evaluate RUNS/<method> as trained before")
     args = parser.parse_args()
     schedule = SCHEDULES[args.schedule]
@@ -96,6 +100,7 @@ def main() -> None:
             overrides = schedule["all"] + schedule["by_recipe"].get(recipe, schedule["views"])
             overrides += [f"threads={args.threads}"] * bool(args.threads)
             overrides += [f"epochs={args.epochs}"] * bool(args.epochs)
+            overrides += [f"device={args.device}"]
             if args.knn_every:
                 overrides += [f"knn_every={args.knn_every}", f"knn_train={args.shards / 'train'}",
                               f"knn_val={args.shards / 'val'}", f"knn_resolution={resolution}"]
@@ -105,11 +110,12 @@ def main() -> None:
             settings = yaml.safe_load((run / "config.yaml").read_text())
             minutes = f"{(time.perf_counter() - started) / 60:.1f}"
         trained = [evaluate(protocol, ["--checkpoint", str(run / "checkpoint-last.pt")], args.shards, resolution,
-                            args.threads)
+                            args.threads, args.device)
                    for protocol in ("knn", "linear")]
         arch = settings["arch"]
         if arch not in untrained:
-            untrained[arch] = [evaluate(protocol, ["--random-init", "--arch", arch], args.shards, resolution, args.threads)
+            untrained[arch] = [evaluate(protocol, ["--random-init", "--arch", arch], args.shards, resolution, args.threads,
+                                        args.device)
                                for protocol in ("knn", "linear")]
         (knn, linear), (knn_random, linear_random) = trained, untrained[arch]
         print(f"| {method} | {settings['epochs']} | {minutes} | {knn:.3f} | {knn_random:.3f} | {linear:.3f} | "

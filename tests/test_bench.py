@@ -11,8 +11,9 @@ from viewkit.views import recipes
 def test_bench_runs_and_writes_every_field(embedded_shards, tmp_path, capsys):
     out = tmp_path / "bench.json"
     assert main(["bench", str(embedded_shards), "--recipe", "regioncl", "--batches", "2", "--batch-size", "4",
-                 "--warmup", "1", "--rounds", "2", "--workers", "1", "--json", str(out)]) == 0
+                 "--warmup", "1", "--rounds", "2", "--workers", "1", "--hw-decoder-load", "0.9", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
+    assert result["hw_decoder_load"] == 0.9  # reaches the loader (the CPU decoder ignores it)
     assert set(result["summary"]) == {"viewkit", "baseline", "ratio_samples_per_s"}
     for side in ("viewkit", "baseline"):
         assert set(result["summary"][side]) == set(bench.FIELDS)
@@ -55,6 +56,7 @@ def test_bench_train_reports_the_data_stall(embedded_shards, tmp_path):
     for side in ("real_data", "in_memory"):
         assert 0.0 <= result[side]["data_wait"] <= 1.0 and result[side]["samples_per_s"] > 0
     assert result["stall"] == result["real_data"]["data_wait"] and result["ratio_to_ceiling"] > 0
+    assert result["warmup_steps"] == 2  # the default warm-up, kept out of the timed window
 
 
 def test_bench_saliency_reports_images_per_second(embedded_shards, tmp_path):

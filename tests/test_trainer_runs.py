@@ -126,6 +126,20 @@ def test_simsiam_predictor_keeps_the_peak_lr_while_the_rest_decays(method, embed
     assert len(off.param_groups) == 1
 
 
+def test_view_grid_is_logged_once_per_epoch_also_on_the_in_memory_ceiling(embedded_shards, tmp_path, monkeypatch):
+    # The in-memory ceiling repeats one batch and never advances the loader; a grid written
+    # every step there made the "ceiling" slower than real data.
+    from viewkit.trainer import loop
+
+    logged = []
+    monkeypatch.setattr(loop, "log_views", lambda writer, batch, step: logged.append(step))
+    train(small_config("simsiam"), embedded_shards, tmp_path / "real", progress=False)  # 2 epochs of 3 steps
+    assert logged == [0, 3]
+    logged.clear()
+    train(small_config("simsiam"), embedded_shards, tmp_path / "memory", progress=False, max_steps=3, synthetic=True)
+    assert logged == [0]
+
+
 def test_train_and_eval_commands(embedded_shards, tmp_path, capsys):
     config = tmp_path / "c.yaml"
     config.write_text("method: simsiam\narch: resnet18\nepochs: 1\nbatch_size: 20\ndevice: cpu\nprecision: fp32\n")

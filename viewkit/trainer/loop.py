@@ -35,10 +35,10 @@ from viewkit.views import recipes
 
 def setup_distributed(device: str) -> tuple[int, int]:
     world = int(os.environ.get("WORLD_SIZE", 1))
+    if device == "gpu":  # before NCCL starts, so each rank's communicator binds its own GPU
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device == "gpu" else "gloo")
-    if device == "gpu":
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     return (dist.get_rank(), world) if world > 1 else (0, 1)
 
 
@@ -138,7 +138,8 @@ def train(config: TrainConfig, data: str, out: str | Path, resume: bool = False,
     rank, world = setup_distributed(config.device)
     if config.batch_size % world:
         raise ValueError(f"batch_size {config.batch_size} does not split over {world} ranks")
-    device = torch.device("cuda" if config.device == "gpu" else "cpu")
+    # an indexed device: DDP needs device_ids=[this rank's GPU], set by setup_distributed
+    device = torch.device("cuda", torch.cuda.current_device()) if config.device == "gpu" else torch.device("cpu")
     torch.manual_seed(config.seed)
     recipe = recipes.get(config.recipe_name, **config.recipe_overrides)
     loader = ViewLoader(data, recipe, config.batch_size // world, device=config.device, seed=config.seed,
@@ -200,12 +201,13 @@ def train(config: TrainConfig, data: str, out: str | Path, resume: bool = False,
         bar.update(loader.state_dict()["step"])
         waited = busy = 0.0
         ready = time.perf_counter()
-        for batch in batches:
+        for index, batch in enumerate(batches):
             fetched = time.perf_counter()
             lr = learning_rate(step, total_steps, config.lr, warmup_steps)
             for group in optimizer.param_groups:
                 group["lr"] = config.lr if group.get("fixed_lr") else lr
-            if rank == 0 and loader.state_dict()["step"] == 1:
+            # once per epoch, counted here: the in-memory ceiling never advances the loader
+            if rank == 0 and index == 0:
                 log_views(writer, batch, step)
             batch = to_device(batch, device, config.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
