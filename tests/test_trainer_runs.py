@@ -201,6 +201,26 @@ def test_bad_config_is_named(tmp_path):
         load_config(None, ["method=mocov3"])
     with pytest.raises(ValueError, match="has no option"):
         build_method("byol", "resnet18", {"queue": 5})
+    with pytest.raises(ValueError, match="loader_options \\['shuffle'\\]"):
+        load_config(None, ["loader_options.shuffle=false"])
+    with pytest.raises(ValueError, match="hw_decoder_load=1.5"):
+        load_config(None, ["loader_options.hw_decoder_load=1.5"])
+
+
+def test_loader_options_reach_the_training_loader(embedded_shards, tmp_path, monkeypatch):
+    from viewkit.trainer import loop
+
+    built, real_loader = [], loop.ViewLoader
+
+    def recording_loader(*args, **kwargs):
+        built.append(real_loader(*args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(loop, "ViewLoader", recording_loader)
+    config = load_config(None, ["method=simsiam", "loader_options.prefetch=3", "loader_options.hw_decoder_load=0.9"])
+    config = small_config("simsiam", loader_options=config.loader_options)
+    train(config, embedded_shards, tmp_path / "run", progress=False, max_steps=1)
+    assert built[0].options.prefetch == 3 and built[0].options.hw_decoder_load == 0.9
 
 
 def test_two_process_gloo_ddp_step(embedded_shards, tmp_path):

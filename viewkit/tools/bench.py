@@ -55,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arch", default="resnet50", help="backbone for --train and --saliency")
     parser.add_argument("--hw-decoder-load", type=float, default=None,
                         help="gpu: share of JPEGs for the hardware decoder (default: the loader's 0.65); the rest "
-                             "is Huffman-decoded on the CPU workers")
+                             "is Huffman-decoded on the CPU workers (views and --train)")
     parser.add_argument("--precision", choices=["bf16", "fp32"], default=None,
                         help="--train precision (default: bf16 on gpu, fp32 on cpu)")
 
@@ -217,7 +217,8 @@ def bench_train(args: argparse.Namespace) -> dict:
 
     config = TrainConfig(method=args.train, arch=args.arch, epochs=1000, batch_size=args.batch_size, device=args.device,
                          precision=args.precision or ("bf16" if args.device == "gpu" else "fp32"), threads=args.workers,
-                         log_every=args.batches)
+                         log_every=args.batches,
+                         loader_options={} if args.hw_decoder_load is None else {"hw_decoder_load": args.hw_decoder_load})
     # The trainer reports windows of log_every steps: the last one starts after the warm-up
     # (the pipeline's first batch, cuDNN's algorithm search), which would swamp a 2% stall.
     steps = args.batches * (1 + -(-args.warmup // args.batches))

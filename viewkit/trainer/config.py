@@ -9,6 +9,11 @@ from pathlib import Path
 import yaml
 
 
+# Data-side knobs a GPU machine tunes: the share of JPEGs for the hardware decoder (the rest
+# costs CPU time), batches prepared ahead, the shuffle buffer.
+LOADER_OPTIONS = ("hw_decoder_load", "prefetch", "initial_fill")
+
+
 @dataclass
 class TrainConfig:
     method: str = "moco_v2"  # a name of viewkit.trainer.methods.METHODS
@@ -30,6 +35,7 @@ class TrainConfig:
     sync_bn: bool = False  # SyncBatchNorm under DDP
     seed: int = 0
     threads: int = 0  # DALI threads per process; 0: cores / processes on the host
+    loader_options: dict = field(default_factory=dict)  # the training loader's {hw_decoder_load, prefetch, initial_fill}
     log_every: int = 10  # steps between metric lines
     checkpoint_every: int = 10  # epochs between kept checkpoints (checkpoint-last.pt every epoch)
     knn_every: int = 0  # epochs between kNN monitors; 0: off
@@ -52,6 +58,12 @@ class TrainConfig:
             raise ValueError("epochs, batch_size and base_lr must be positive")
         if self.knn_every and not (self.knn_train and self.knn_val):
             raise ValueError("knn_every needs knn_train and knn_val shards")
+        unknown = set(self.loader_options) - set(LOADER_OPTIONS)
+        if unknown:  # shuffle, augment and threads belong to the trainer and its own keys
+            raise ValueError(f"loader_options {sorted(unknown)}: the trainer's loader takes {list(LOADER_OPTIONS)}")
+        from viewkit.loaders.pipeline import PipelineOptions
+
+        PipelineOptions(**self.loader_options)  # its own range checks, named
 
     @property
     def lr(self) -> float:
