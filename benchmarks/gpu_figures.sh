@@ -89,6 +89,10 @@ views)
             run_logged "$recipe-${cores}cores" 45 viewkit bench "$work/in10k" --recipe "$recipe" --device $device \
                 --batch-size 256 --batches 30 --rounds 2 --workers "$cores"
         done
+        # the epoch boundary: the next pipeline built ahead against on demand (2,000 samples: 7 batches an epoch)
+        if (( $(left) > 90 )); then
+            python3 benchmarks/epoch_boundary.py "$work/in2k" --device $device --size 224 --batch-size 256 --epochs 5
+        fi
         # SGCL's budget: one refresh of the original views at 640 px through ResNet-50
         run_logged saliency-resnet50-640 60 viewkit bench "$work/in2k" --saliency --device $device --arch resnet50 \
             --resolution 640 --batch-size 64

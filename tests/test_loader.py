@@ -96,6 +96,36 @@ def test_resume_mid_epoch_continues_exactly(embedded_shards):
         assert torch.equal(expected["global"], got["global"]) and torch.equal(expected["local_boxes"], got["local_boxes"])
 
 
+def test_next_epoch_built_ahead_gives_the_same_batches(embedded_shards):
+    ahead, fresh = loader(embedded_shards, seed=2), loader(embedded_shards, seed=2, build_ahead=False)
+    for epoch in range(3):
+        for one in (ahead, fresh):
+            one.set_epoch(epoch)
+        if epoch:
+            assert ahead._ahead is not None and ahead._ahead[0] == epoch  # built during the last epoch
+        for x, y in zip(ahead, fresh, strict=True):
+            assert torch.equal(x["id"], y["id"]) and torch.equal(x["global"], y["global"])
+            assert torch.equal(x["local"], y["local"])
+        assert fresh._ahead is None
+
+
+def test_side_data_set_between_epochs_is_not_lost_to_a_pipeline_built_ahead(embedded_shards):
+    from dataclasses import replace
+
+    recipe = recipes.get("sgcl")
+    recipe = replace(recipe, saliency=replace(recipe.saliency, size=16))
+    n, k = 60, 8
+    regions = loader(embedded_shards, recipe=recipe, drop_last=False)
+    list(regions)  # epoch 0 without regions; epoch 1's pipeline is built ahead with none
+    assert regions._ahead is not None
+    boxes, scores = np.zeros((n, k, 4), np.float32), np.zeros((n, k), np.float32)
+    boxes[:, 0], scores[:, 0] = [1, 2, 30, 40], 0.5  # the refresh of an SGCL trainer
+    regions.set_side_data(RegionTable(boxes, scores))
+    regions.set_epoch(1)
+    for batch in regions:
+        assert (batch["saliency_scores"] == 0.5).all()
+
+
 def test_state_for_another_setup_is_refused(embedded_shards):
     state = loader(embedded_shards, seed=1).state_dict()
     with pytest.raises(ValueError, match="saved seed=1"):

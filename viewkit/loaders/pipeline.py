@@ -25,6 +25,10 @@ class PipelineOptions:
     threads: int = 0  # DALI CPU threads; 0: all cores of this process / world on one host
     hw_decoder_load: float = 0.65  # share of JPEG decoding on the A100/H100 hardware decoder
     augment: bool = True  # False: geometry only (crops, flips), for checks and previews
+    # Build the next epoch's pipeline on a background thread from mid-epoch on, so that the
+    # epoch boundary does not wait for it (one second to several on a GPU: the decoders'
+    # set-up). Costs a second pipeline's host and GPU memory for the rest of the epoch.
+    build_ahead: bool = True
 
     def __post_init__(self):
         if self.initial_fill < 1 or self.prefetch < 1 or self.threads < 0:

@@ -17,6 +17,7 @@ Tensors are copies: they stay valid after the next batch is fetched.
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 
 import torch
@@ -57,6 +58,8 @@ class ViewLoader:
         self.side_data = side_data
         self.epoch, self._step, self._checkpoint = 0, 0, None
         self._pipe = self._iterator = None
+        self._ahead = None  # (epoch, side data, future of (pipe, iterator)): the next epoch, built ahead
+        self._builder = None  # its one thread, started on first use
 
     def _check_side_data(self, side_data) -> None:
         if side_data is not None and self.recipe.saliency is not None:
@@ -78,6 +81,7 @@ class ViewLoader:
         self._check_side_data(side_data)
         self.side_data = side_data
         self._pipe = self._iterator = None
+        self._drop_ahead()
 
     def _threads(self) -> int:
         if self.options.threads:
@@ -85,16 +89,45 @@ class ViewLoader:
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
         return max(1, (os.cpu_count() or 1) // local_world)
 
-    def _start(self) -> None:
+    def _device_id(self) -> int | None:
+        # read on the calling thread: a new thread's current CUDA device is 0, not this rank's
+        return local_device_id() if self.device == "gpu" else None
+
+    def _build(self, epoch: int, side_data, checkpoint: str | None, device_id: int | None):
         from nvidia.dali.plugin.pytorch import DALIGenericIterator
 
-        self._pipe, names = build_pipeline(
-            self.shards, epochs.shard_order(len(self.shards.tars), self.seed, self.epoch), self.recipe,
+        pipe, names = build_pipeline(
+            self.shards, epochs.shard_order(len(self.shards.tars), self.seed, epoch), self.recipe,
             batch_size=self.batch_size, rank=self.rank, world=self.world_size, device=self.device,
-            device_id=local_device_id() if self.device == "gpu" else None,
-            seed=epochs.pipeline_seed(self.seed, self.epoch, self.rank), threads=self._threads(),
-            options=self.options, side_data=self.side_data, checkpoint=self._checkpoint)
-        self._iterator = DALIGenericIterator(self._pipe, names, size=-1, auto_reset=False, prepare_first_batch=False)
+            device_id=device_id, seed=epochs.pipeline_seed(self.seed, epoch, self.rank), threads=self._threads(),
+            options=self.options, side_data=side_data, checkpoint=checkpoint)
+        return pipe, DALIGenericIterator(pipe, names, size=-1, auto_reset=False, prepare_first_batch=False)
+
+    def _build_ahead(self) -> None:
+        """The next epoch's pipeline, started now on the builder thread. It is the pipeline
+        `_start` would build (same shard order, seed and side data), so taking it changes no
+        sample; a change of side data, position or epoch in between drops it."""
+        if self.options.build_ahead and self._ahead is None:
+            if self._builder is None:
+                self._builder = ThreadPoolExecutor(1, thread_name_prefix="viewkit-build-ahead")
+            side_data = self.side_data
+            future = self._builder.submit(self._build, self.epoch + 1, side_data, None, self._device_id())
+            self._ahead = (self.epoch + 1, side_data, future)
+
+    def _drop_ahead(self) -> None:
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            ahead[2].exception()  # let the build finish before its pipeline is let go; a failure
+            # that matters comes again from the build that replaces it, where it is raised
+
+    def _start(self) -> None:
+        ahead = self._ahead
+        if ahead is not None and ahead[0] == self.epoch and ahead[1] is self.side_data and self._checkpoint is None:
+            self._ahead = None
+            self._pipe, self._iterator = ahead[2].result()
+        else:
+            self._drop_ahead()
+            self._pipe, self._iterator = self._build(self.epoch, self.side_data, self._checkpoint, self._device_id())
 
     def __iter__(self):
         start, end = epochs.part_bounds(self.shards.num_samples, self.rank, self.world_size)
@@ -113,6 +146,8 @@ class ViewLoader:
             batch["image_size"] = raw["image_size"].reshape(-1, 2).clone()
             batch["valid"] = (position < part).to(batch["id"].device)
             self._step += 1
+            if self._step == max(1, len(self) // 2):
+                self._build_ahead()
             yield batch
         self._pipe = self._iterator = None
 
@@ -148,3 +183,4 @@ class ViewLoader:
                 raise ValueError(f"cannot resume: saved {key}={state[key]!r}, this loader has {mine!r}")
         self.epoch, self._step, self._checkpoint = state["epoch"], state["step"], state["checkpoint"]
         self._pipe = self._iterator = None
+        self._drop_ahead()

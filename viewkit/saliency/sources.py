@@ -65,7 +65,7 @@ def ncut_regions(dataset, trunk: torch.nn.Module, *, resolution: int = 640, batc
 
     recipe = Recipe("saliency", original=Original(resolution, Augment(flip_p=0.0)))
     loader = ViewLoader(dataset, recipe, batch_size, device=device, drop_last=False, shuffle=False, augment=False,
-                        rank=0, world_size=1, threads=threads)
+                        rank=0, world_size=1, threads=threads, build_ahead=False)  # one pass: no next epoch
     boxes, scores, counts = random_regions(loader.shards.num_samples, top_k)
     torch_device = torch.device("cuda" if device == "gpu" else "cpu")
     trunk = trunk.to(torch_device).eval()

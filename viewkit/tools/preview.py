@@ -106,7 +106,7 @@ def contact_sheet(shards: str, recipe_name: str, n: int, augment: bool, seed: in
 
     recipe = recipes.get(recipe_name)
     loader = ViewLoader(shards, recipe, batch_size=n, device="cpu", seed=seed, drop_last=False, augment=augment,
-                        rank=0, world_size=1)
+                        rank=0, world_size=1, build_ahead=False)  # one batch: no next epoch
     batch = next(iter(loader))
     ids = batch["id"].tolist()
     sources = source_images(loader.shards.root, loader.shards.manifest, ids)

@@ -22,7 +22,7 @@ def extract(backbone: torch.nn.Module, dataset, *, resolution: int = 224, batch_
 
     loader = ViewLoader(dataset, Recipe("eval", original=Original(resolution, Augment(flip_p=0.0))), batch_size,
                         device=device, drop_last=False, shuffle=False, augment=False, rank=0, world_size=1,
-                        threads=threads)
+                        threads=threads, build_ahead=False)  # one pass: no next epoch
     torch_device = torch.device("cuda" if device == "gpu" else "cpu")
     was_training = backbone.training
     backbone.eval()
