@@ -10,8 +10,9 @@ import yaml
 
 
 # Data-side knobs a GPU machine tunes: the share of JPEGs for the hardware decoder (the rest
-# costs CPU time), batches prepared ahead, the shuffle buffer.
-LOADER_OPTIONS = ("hw_decoder_load", "prefetch", "initial_fill")
+# costs CPU time), batches prepared ahead, the shuffle buffer, and whether the next epoch's
+# pipeline is built ahead (off saves its memory).
+LOADER_OPTIONS = ("hw_decoder_load", "prefetch", "initial_fill", "build_ahead")
 
 
 @dataclass
@@ -35,7 +36,7 @@ class TrainConfig:
     sync_bn: bool = False  # SyncBatchNorm under DDP
     seed: int = 0
     threads: int = 0  # DALI threads per process; 0: cores / processes on the host
-    loader_options: dict = field(default_factory=dict)  # the training loader's {hw_decoder_load, prefetch, initial_fill}
+    loader_options: dict = field(default_factory=dict)  # the training loader's, see LOADER_OPTIONS
     log_every: int = 10  # steps between metric lines
     checkpoint_every: int = 10  # epochs between kept checkpoints (checkpoint-last.pt every epoch)
     knn_every: int = 0  # epochs between kNN monitors; 0: off
