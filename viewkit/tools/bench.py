@@ -188,7 +188,8 @@ def bench(args: argparse.Namespace) -> dict:
                              for f in FIELDS}
     if "baseline" in summary:
         summary["ratio_samples_per_s"] = summary["viewkit"]["samples_per_s"] / summary["baseline"]["samples_per_s"]
-    return {"recipe": args.recipe, "device": args.device, "hw_decoder_load": world_loader.options.hw_decoder_load, "baseline_blur": args.baseline_blur, "batch_size": args.batch_size, "batches": args.batches,
+    return {"recipe": args.recipe, "device": args.device, "hw_decoder_load": world_loader.options.hw_decoder_load,
+            "baseline_blur": args.baseline_blur, "batch_size": args.batch_size, "batches": args.batches,
             "rounds": args.rounds, "workers": args.workers, "views_per_sample": views, "machine": machine(),
             "summary": summary, "runs": rounds}
 
