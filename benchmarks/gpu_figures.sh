@@ -80,14 +80,20 @@ views)
         # the targets first: heavy multi-crop on <= 4 cores, then every preset on all cores
         run_logged heavy_multicrop-4cores 30 viewkit bench "$work/in10k" --recipe heavy_multicrop --device $device \
             --batch-size 256 --batches 30 --rounds 2 --workers 4 --baseline none
-        for load in 0.9 1.0; do  # the JPEGs the hardware decoder takes are CPU time the workers keep
-            run_logged "heavy_multicrop-4cores-hw$load" 30 viewkit bench "$work/in10k" --recipe heavy_multicrop \
-                --device $device --batch-size 256 --batches 30 --rounds 2 --workers 4 --baseline none \
-                --hw-decoder-load "$load"
+        # the JPEGs the hardware decoder takes are CPU time the workers keep; 16 threads read
+        # slower than 4 on 2026-11-25, so the thread count is swept too
+        for workers in 4 8; do
+            for load in 0.9 1.0; do
+                run_logged "heavy_multicrop-${workers}cores-hw$load" 30 viewkit bench "$work/in10k" \
+                    --recipe heavy_multicrop --device $device --batch-size 256 --batches 30 --rounds 2 \
+                    --workers "$workers" --baseline none --hw-decoder-load "$load"
+            done
         done
+        # every preset against the baseline on all cores: one A B round each, since the baseline's
+        # 16 workers take about 30 s to start and 40 s for 20 batches of the heavy recipe
         for recipe in heavy_multicrop logo moco_v2 byol simclr simsiam dino_multicrop leoclr regioncl scd sgcl; do
             run_logged "$recipe-${cores}cores" 45 viewkit bench "$work/in10k" --recipe "$recipe" --device $device \
-                --batch-size 256 --batches 30 --rounds 2 --workers "$cores"
+                --batch-size 256 --batches 20 --rounds 1 --workers "$cores"
         done
         # the epoch boundary: the next pipeline built ahead against on demand (2,000 samples: 7 batches an epoch)
         if (( $(left) > 90 )); then
