@@ -41,7 +41,8 @@ shards)
     src=$2 work=$3
     mkdir -p "$work"
     viewkit shard imagenet "$src" "$work/in200" --split train --quiet
-    for repeat in 10 50; do
+    for name_repeat in in2k:10 in10k:50; do  # named for the 200 images of imagenet-sample
+        name=${name_repeat%:*} repeat=${name_repeat#*:}
         farm=$work/farm$repeat
         python3 - "$src/train" "$farm/train" "$repeat" <<'PY'
 import sys
@@ -54,7 +55,6 @@ for image in sorted(src.glob("*/*")):
         link.unlink(missing_ok=True)
         link.symlink_to(image.resolve())
 PY
-        name=in$((repeat * 200 / 1000))k
         viewkit shard imagenet "$farm" "$work/$name" --split train --workers "$(nproc)" --quiet
     done
     ;;

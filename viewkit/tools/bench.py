@@ -149,15 +149,18 @@ def machine() -> dict:
             "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
 
 
+def _decoder_options(args: argparse.Namespace) -> dict:
+    return {} if args.hw_decoder_load is None else {"hw_decoder_load": args.hw_decoder_load}
+
+
 def bench(args: argparse.Namespace) -> dict:
     from viewkit import ViewLoader, recipes
     from viewkit.tools.bench_baseline import PREFETCH as BASELINE_PREFETCH, baseline_loader, views_per_sample
 
     recipe = recipes.get(args.recipe)
     views, pixels = views_per_sample(recipe)
-    decoder = {} if args.hw_decoder_load is None else {"hw_decoder_load": args.hw_decoder_load}
     world_loader = ViewLoader(args.shards, recipe, args.batch_size, device=args.device, threads=args.workers,
-                              drop_last=True, rank=0, world_size=1, **decoder)
+                              drop_last=True, rank=0, world_size=1, **_decoder_options(args))
     needed = args.warmup + args.batches
 
     def viewkit_iterator():
@@ -219,7 +222,7 @@ def bench_train(args: argparse.Namespace) -> dict:
     config = TrainConfig(method=args.train, arch=args.arch, epochs=1000, batch_size=args.batch_size, device=args.device,
                          precision=args.precision or ("bf16" if args.device == "gpu" else "fp32"), threads=args.workers,
                          log_every=args.batches,
-                         loader_options={} if args.hw_decoder_load is None else {"hw_decoder_load": args.hw_decoder_load})
+                         loader_options=_decoder_options(args))
     # The trainer reports windows of log_every steps: the last one starts after the warm-up
     # (the pipeline's first batch, cuDNN's algorithm search), which would swamp a 2% stall.
     steps = args.batches * (1 + -(-args.warmup // args.batches))
