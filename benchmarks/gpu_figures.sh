@@ -6,6 +6,9 @@
 #   bash benchmarks/gpu_figures.sh views    WORK OUT [SECONDS]    # every preset against the baseline
 #   bash benchmarks/gpu_figures.sh stall    WORK OUT [SECONDS]    # trainer data stall, ResNet-50, bf16
 #   bash benchmarks/gpu_figures.sh learning INETTE OUT [SECONDS] [METHOD ...]
+#       VIEWKIT_LEARNING_RUNS=DIR keeps the runs in DIR, and the same command again continues
+#       each run from its last checkpoint (a call's time limit cuts a long schedule into parts);
+#       VIEWKIT_LEARNING_EPOCHS=N trains N epochs instead of the schedule's 60.
 #
 # IMAGENET_SRC holds train/<wnid>/*.JPEG (../shared/data/imagenet-sample: 200 real images).
 # Throughput needs more samples than 200 (the pipeline is rebuilt once per epoch), so the
@@ -121,15 +124,17 @@ learning)
     inette=$2 out=$3 budget=${4:-540}
     shift $(( $# < 4 ? $# : 4 ))
     mkdir -p "$out"
-    runs=$(mktemp -d)
+    runs=${VIEWKIT_LEARNING_RUNS:-$(mktemp -d)}
+    mkdir -p "$runs"
+    epochs=(${VIEWKIT_LEARNING_EPOCHS:+--epochs "$VIEWKIT_LEARNING_EPOCHS"})
     # one run per method side by side: each is small for an H100, and the CPU cores are shared out.
     # The kNN monitor every 10 epochs leaves a curve in the metrics of a run the budget cuts short.
     methods=("${@:-sgcl}")
     threads=$(( $(nproc) / ${#methods[@]} ))
     for method in "${methods[@]}"; do
         timeout $(( budget - 20 )) python3 benchmarks/learning_check.py --shards "$inette" --runs "$runs" \
-            --schedule long32 --knn-every 10 --device $device --threads "$threads" --methods "$method" \
-            > "$runs/$method.log" 2>&1 &
+            --schedule long32 "${epochs[@]}" --knn-every 10 --device $device --threads "$threads" --methods "$method" \
+            --resume >> "$runs/$method.log" 2>&1 &
     done
     wait
     for method in "${methods[@]}"; do

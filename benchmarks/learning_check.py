@@ -8,6 +8,8 @@ against the same network at random init.
     python benchmarks/learning_check.py ... --threads 1 --methods byol & python ... --threads 1 --methods simsiam
     # the evaluations alone, on runs trained before:
     python benchmarks/learning_check.py --shards SHARDS --runs runs/check --evaluate-only
+    # runs cut off by a time limit go on from their last checkpoint (the same arguments again):
+    python benchmarks/learning_check.py --shards SHARDS --runs runs/check --resume
     # six times the steps at 32 px (60 epochs, about 70 minutes per method on one core):
     # (--device gpu runs the same configs on a GPU)
     python benchmarks/learning_check.py --shards SHARDS --runs runs/long --schedule long32 --knn-every 10
@@ -83,6 +85,9 @@ def main() -> None:
     parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu",
                         help="gpu: the same configs (fp32, same batch and lr) with DALI and torch on the GPU")
     parser.add_argument("--evaluate-only", action="store_true", help="evaluate RUNS/<method> as trained before")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue RUNS/<method> from its last checkpoint where it has one (a run cut off by a "
+                             "time limit); its minutes are then this call's alone")
     args = parser.parse_args()
     schedule = SCHEDULES[args.schedule]
     resolution = schedule["resolution"]
@@ -104,11 +109,12 @@ def main() -> None:
             if args.knn_every:
                 overrides += [f"knn_every={args.knn_every}", f"knn_train={args.shards / 'train'}",
                               f"knn_val={args.shards / 'val'}", f"knn_resolution={resolution}"]
+            resumed = args.resume and (run / "checkpoint-last.pt").exists()
             started = time.perf_counter()
             viewkit("train", str(config), "--data", str(args.shards / "train"), "--out", str(run), "--quiet",
-                    *overrides, threads=args.threads)
+                    *overrides, *["--resume"] * resumed, threads=args.threads)
             settings = yaml.safe_load((run / "config.yaml").read_text())
-            minutes = f"{(time.perf_counter() - started) / 60:.1f}"
+            minutes = f"{(time.perf_counter() - started) / 60:.1f}" + " (resumed)" * resumed
         trained = [evaluate(protocol, ["--checkpoint", str(run / "checkpoint-last.pt")], args.shards, resolution,
                             args.threads, args.device)
                    for protocol in ("knn", "linear")]

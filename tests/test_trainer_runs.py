@@ -100,6 +100,19 @@ def test_resume_gives_the_same_next_losses(method, stop, embedded_shards, tmp_pa
         assert resumed[step] == pytest.approx(whole[step], rel=1e-5, abs=1e-6), step
 
 
+def test_resume_refuses_a_config_that_changes_the_run(embedded_shards, tmp_path):
+    config = small_config("simsiam")
+    train(config, embedded_shards, tmp_path / "run", progress=False, max_steps=1)
+    for changes, named in [({"base_lr": 0.1}, "base_lr: 0.05 -> 0.1"), ({"epochs": 4}, "epochs: 2 -> 4"),
+                           ({"method_options": {"dim": 32, "predictor_hidden": 16}}, "method_options: ")]:
+        with pytest.raises(ValueError, match=f"checkpoint-last.pt: --resume .* differs in {named}"):
+            train(small_config("simsiam", **changes), embedded_shards, tmp_path / "run", resume=True, progress=False)
+    # where and how fast it runs may change: it goes on from step 1
+    train(small_config("simsiam", threads=1, log_every=2), embedded_shards, tmp_path / "run", resume=True,
+          progress=False, max_steps=2)
+    assert torch.load(tmp_path / "run" / "checkpoint-last.pt", weights_only=False)["step"] == 2
+
+
 def test_resume_drops_a_partial_last_row_and_names_a_corrupt_one(tmp_path):
     metrics = tmp_path / "metrics.jsonl"
     metrics.write_text('{"step": 1, "epoch": 0, "loss": 2.0}\n{"epoch": 1, "knn_top1": 0.5}\n{"step": 2, "ep')

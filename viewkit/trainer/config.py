@@ -13,6 +13,10 @@ import yaml
 # costs CPU time), batches prepared ahead, the shuffle buffer, and whether the next epoch's
 # pipeline is built ahead (off saves its memory).
 LOADER_OPTIONS = ("hw_decoder_load", "prefetch", "initial_fill", "build_ahead")
+# Keys `--resume` lets differ from the checkpoint's: where and how fast the run goes, and
+# what it reports. Every other key changes what is trained (epochs move the cosine schedule).
+RESUME_MAY_CHANGE = ("device", "threads", "loader_options", "compile", "log_every", "checkpoint_every", "knn_every",
+                     "knn_train", "knn_val", "knn_resolution")
 
 
 @dataclass
@@ -75,6 +79,15 @@ class TrainConfig:
         from viewkit.trainer.methods import METHODS
 
         return self.recipe or METHODS[self.method][2]
+
+
+def resume_conflicts(saved: dict, config: TrainConfig) -> list[str]:
+    """The keys where a checkpoint's config and `config` disagree on what is trained, as
+    "key: saved -> given"; keys a checkpoint from an older version lacks read as their default."""
+    defaults = dataclasses.asdict(TrainConfig())
+    given = dataclasses.asdict(config)
+    return [f"{key}: {saved.get(key, defaults[key])!r} -> {value!r}" for key, value in given.items()
+            if key not in RESUME_MAY_CHANGE and saved.get(key, defaults[key]) != value]
 
 
 def _parse(value: str):

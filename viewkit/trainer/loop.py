@@ -26,7 +26,7 @@ from viewkit.loaders.view_loader import ViewLoader
 from viewkit.saliency.sources import ncut_regions
 from viewkit.saliency.store import SaliencyStore
 from viewkit.trainer import checkpoint as ckpt
-from viewkit.trainer.config import TrainConfig
+from viewkit.trainer.config import TrainConfig, resume_conflicts
 from viewkit.trainer.lars import LARS
 from viewkit.trainer.methods import build_method
 from viewkit.trainer.schedules import learning_rate
@@ -164,6 +164,11 @@ def train(config: TrainConfig, data: str, out: str | Path, resume: bool = False,
     start_epoch, step = 0, 0
     if resume and (out / "checkpoint-last.pt").exists():
         state = ckpt.load(out / "checkpoint-last.pt")
+        conflicts = resume_conflicts(state["config"], config)
+        if conflicts:
+            raise ValueError(f"{out / 'checkpoint-last.pt'}: --resume continues the run as it was configured, and "
+                             f"this config differs in {'; '.join(conflicts)}. Give the run's own settings "
+                             f"({out / 'config.yaml'}) or start a new run folder.")
         method.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         loader.load_state_dict(state["loader"])
