@@ -100,9 +100,15 @@ def test_resume_gives_the_same_next_losses(method, stop, embedded_shards, tmp_pa
         assert resumed[step] == pytest.approx(whole[step], rel=1e-5, abs=1e-6), step
 
 
-def test_resume_refuses_a_config_that_changes_the_run(embedded_shards, tmp_path):
+def test_a_run_folder_is_resumed_with_its_own_config_or_refused(embedded_shards, tmp_path):
     config = small_config("simsiam")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.jsonl").write_text('{"step": 1, "epoch": 0, "loss": 9.0}\n')  # killed, no checkpoint
     train(config, embedded_shards, tmp_path / "run", progress=False, max_steps=1)
+    rows = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert len(rows) == 1 and json.loads(rows[0])["loss"] != 9.0  # a new run starts a new metrics file
+    with pytest.raises(ValueError, match="run: holds a run already .* --resume continues it"):
+        train(config, embedded_shards, tmp_path / "run", progress=False, max_steps=1)
     for changes, named in [({"base_lr": 0.1}, "base_lr: 0.05 -> 0.1"), ({"epochs": 4}, "epochs: 2 -> 4"),
                            ({"method_options": {"dim": 32, "predictor_hidden": 16}}, "method_options: ")]:
         with pytest.raises(ValueError, match=f"checkpoint-last.pt: --resume .* differs in {named}"):

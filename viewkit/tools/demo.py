@@ -11,6 +11,7 @@ random init, and prints what was written where.
 from __future__ import annotations
 
 import argparse
+import shutil
 import time
 from pathlib import Path
 
@@ -41,6 +42,7 @@ def pretrain_and_compare(out: Path, epochs: int, seed: int, batch_size: int = 64
                          epochs=epochs, batch_size=batch_size, base_lr=base_lr, warmup_epochs=1, device="cpu",
                          precision="fp32", recipe_overrides={"global_size": resolution}, seed=seed, log_every=5,
                          threads=threads)
+    shutil.rmtree(out / "run", ignore_errors=True)  # the demo's own folder: a second demo trains anew
     train(config, str(out / "shards"), out / "run", progress=False)
     scores = {}
     for name, checkpoint in (("trained", str(out / "run" / "checkpoint-last.pt")), ("random", None)):

@@ -162,6 +162,10 @@ def train(config: TrainConfig, data: str, out: str | Path, resume: bool = False,
     total_steps = config.epochs * steps_per_epoch
     warmup_steps = int(config.warmup_epochs * steps_per_epoch)
     start_epoch, step = 0, 0
+    if not resume and (out / "checkpoint-last.pt").exists():  # its metrics and checkpoints would mix with this run's
+        raise ValueError(f"{out}: holds a run already (checkpoint-last.pt); --resume continues it, or give another --out")
+    if resume and not (out / "checkpoint-last.pt").exists() and rank == 0:
+        print(f"{out}: no checkpoint-last.pt to resume from, starting the run")
     if resume and (out / "checkpoint-last.pt").exists():
         state = ckpt.load(out / "checkpoint-last.pt")
         conflicts = resume_conflicts(state["config"], config)
@@ -189,7 +193,8 @@ def train(config: TrainConfig, data: str, out: str | Path, resume: bool = False,
         writer = SummaryWriter(out / "tensorboard")
     if rank == 0 and resume and step:
         forget_rows_after(out / "metrics.jsonl", step, start_epoch)
-    metrics_file = open(out / "metrics.jsonl", "a") if rank == 0 else None
+    # a new run truncates what a run killed before its first checkpoint logged
+    metrics_file = open(out / "metrics.jsonl", "a" if step else "w") if rank == 0 else None
     last = {}
     batches = _repeat_first(loader) if synthetic else loader
     store = out / "saliency-store"
