@@ -186,6 +186,15 @@ def test_train_and_eval_commands(embedded_shards, tmp_path, capsys):
                  "--train", str(embedded_shards), "--val", str(embedded_shards), "--resolution", "32",
                  "--device", "cpu"]) == 2
     assert "checkpoint-last.pt: no SCD saliency head" in capsys.readouterr().err
+    whole = (tmp_path / "run" / "checkpoint-last.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(whole[: len(whole) // 2])  # a copy that stopped half-way
+    torch.save({"state_dict": {}}, tmp_path / "foreign.pt")
+    for name, named in (("cut.pt", "not a readable checkpoint"),
+                        ("foreign.pt", "not a viewkit checkpoint, it lacks ['arch', 'backbone']")):
+        for command in (["eval", "knn", "--train", str(embedded_shards), "--val", str(embedded_shards)],
+                        ["saliency", str(embedded_shards), "--out", str(tmp_path / "store"), "--device", "cpu"]):
+            assert main([*command, "--checkpoint", str(tmp_path / name)]) == 2
+            assert f"{tmp_path / name}: {named}" in capsys.readouterr().err
 
 
 def test_scd_fg_features_are_the_saliency_pooled_map_of_the_checkpoint(embedded_shards, tmp_path, capsys):

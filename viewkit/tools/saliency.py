@@ -19,6 +19,7 @@ import torch
 from viewkit.loaders.dataset import open_dataset
 from viewkit.saliency import SaliencyStore
 from viewkit.saliency import sources
+from viewkit.trainer import checkpoint as ckpt
 from viewkit.trainer.nets import Backbone
 
 
@@ -38,9 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load_trunk(checkpoint: str | None, arch: str, random_init: bool) -> tuple[torch.nn.Module, str | None]:
     if checkpoint:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        if "backbone" not in state or "arch" not in state:
-            raise ValueError(f"{checkpoint}: expected a viewkit checkpoint with 'arch' and 'backbone' entries")
+        state = ckpt.load(checkpoint)
         backbone = Backbone(state["arch"])
         backbone.load_torchvision_state(state["backbone"])
         return backbone.trunk, checkpoint

@@ -40,8 +40,16 @@ def save(path: Path, state: dict) -> None:
     os.replace(tmp, path)
 
 
-def load(path: str | Path) -> dict:
+def load(path: str | Path, needs: tuple[str, ...] = ("arch", "backbone")) -> dict:
+    """A checkpoint written by `save`, holding at least the entries `needs`."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no checkpoint")
-    return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # pickle, zip and EOF errors alike: the file is not a whole checkpoint
+        raise ValueError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from e
+    missing = [key for key in needs if not isinstance(state, dict) or key not in state]
+    if missing:
+        raise ValueError(f"{path}: not a viewkit checkpoint, it lacks {missing}")
+    return state

@@ -167,7 +167,7 @@ def train(config: TrainConfig, data: str, out: str | Path, resume: bool = False,
     if resume and not (out / "checkpoint-last.pt").exists() and rank == 0:
         print(f"{out}: no checkpoint-last.pt to resume from, starting the run")
     if resume and (out / "checkpoint-last.pt").exists():
-        state = ckpt.load(out / "checkpoint-last.pt")
+        state = ckpt.load(out / "checkpoint-last.pt", needs=("config", "model", "optimizer", "loader", "rng", "step"))
         conflicts = resume_conflicts(state["config"], config)
         if conflicts:
             raise ValueError(f"{out / 'checkpoint-last.pt'}: --resume continues the run as it was configured, and "
