@@ -188,6 +188,29 @@ def test_store_joins_by_id_through_the_loader(embedded_shards, tmp_path):
     assert loader.state_dict()["side_data_version"] == "test v1 epoch None"
 
 
+
+def test_regions_of_other_shards_are_refused(embedded_shards, coco_shards, tmp_path, capsys):
+    """Rows join by sample id: another dataset's regions would land on the wrong images."""
+    from viewkit import ViewLoader, recipes
+    from viewkit.loaders import RegionTable
+    from viewkit.tools.cli import main
+
+    assert main(["saliency", str(coco_shards), "--out", str(tmp_path / "coco"), "--source", "gt"]) == 0
+    assert SaliencyStore(tmp_path / "coco").meta["dataset"] == str(coco_shards)
+    coco_regions = SaliencyStore(tmp_path / "coco").table()
+    assert len(coco_regions.scores) != 60
+    coco_regions.boxes, coco_regions.scores = np.zeros((60, 8, 4), np.float32), np.zeros((60, 8), np.float32)
+    with pytest.raises(ValueError, match=f"saliency store {tmp_path / 'coco'} was made for other shards .* "
+                                         f"not {embedded_shards}"):
+        ViewLoader(embedded_shards, recipes.get("sgcl"), 12, device="cpu", side_data=coco_regions)
+    short = RegionTable(np.zeros((59, 8, 4)), np.zeros((59, 8)))
+    with pytest.raises(ValueError, match=f"side data has 59 rows, {embedded_shards} holds 60 samples"):
+        ViewLoader(embedded_shards, recipes.get("sgcl"), 12, device="cpu", side_data=short)
+    loader = ViewLoader(embedded_shards, recipes.get("sgcl"), 12, device="cpu")
+    with pytest.raises(ValueError, match="was made for other shards"):
+        loader.set_side_data(coco_regions)
+
+
 def test_saliency_command_builds_stores(embedded_shards, coco_shards, tmp_path, capsys):
     from viewkit.tools.cli import main
 

@@ -21,6 +21,8 @@ class RegionTable:
     boxes: np.ndarray
     scores: np.ndarray
     version: str = ""  # what produced it, e.g. a checkpoint epoch; saved with loader state
+    dataset: str = ""  # fingerprint of the shards its rows belong to (dataset.json); "": not recorded
+    origin: str = ""  # where it was read from, for error messages
 
     def __post_init__(self):
         self.boxes = np.ascontiguousarray(self.boxes, dtype=np.float32)

@@ -62,10 +62,20 @@ class ViewLoader:
         self._builder = None  # its one thread, started on first use
 
     def _check_side_data(self, side_data) -> None:
+        """Rows are joined by sample id, so regions of other shards would land on the wrong images."""
         if side_data is not None and self.recipe.saliency is not None:
+            name = side_data.origin or "side data"
             if side_data.max_regions != self.recipe.saliency.max_regions:
-                raise ValueError(f"side data has {side_data.max_regions} regions per sample, the recipe's "
+                raise ValueError(f"{name} has {side_data.max_regions} regions per sample, the recipe's "
                                  f"saliency.max_regions is {self.recipe.saliency.max_regions}")
+            fingerprint = self.shards.manifest["fingerprint"]
+            if side_data.dataset and side_data.dataset != fingerprint:
+                raise ValueError(f"{name} was made for other shards (fingerprint {side_data.dataset[:12]}), not "
+                                 f"{self.shards.root} ({fingerprint[:12]}); make it again on these shards "
+                                 f"(`viewkit saliency {self.shards.root} --out ...`)")
+            if len(side_data.scores) != self.shards.num_samples:
+                raise ValueError(f"{name} has {len(side_data.scores)} rows, {self.shards.root} holds "
+                                 f"{self.shards.num_samples} samples (one row per sample id): regions of other shards?")
 
     def __len__(self) -> int:
         return epochs.steps_per_epoch(self.shards.num_samples, self.world_size, self.batch_size, self.drop_last)

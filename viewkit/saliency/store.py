@@ -32,8 +32,9 @@ class SaliencyStore:
         return json.loads((self.path / "meta.json").read_text())
 
     def write(self, boxes: np.ndarray, scores: np.ndarray, counts: np.ndarray, *, source: str, epoch: int | None = None,
-              checkpoint: str | None = None) -> dict:
-        """Writes a new version and swaps it in; returns its meta."""
+              checkpoint: str | None = None, dataset: str | None = None, dataset_fingerprint: str | None = None) -> dict:
+        """Writes a new version and swaps it in; returns its meta. `dataset` and its
+        `dataset_fingerprint` (dataset.json's) let a loader refuse the store for other shards."""
         n, k = scores.shape
         if boxes.shape != (n, k, 4) or counts.shape != (n,):
             raise ValueError(f"boxes {boxes.shape}, scores {scores.shape}, counts {counts.shape} do not agree")
@@ -47,7 +48,7 @@ class SaliencyStore:
         np.save(folder / "scores.npy", scores.astype(np.float32))
         np.save(folder / "counts.npy", counts.astype(np.int32))
         meta = {"version": version, "num_samples": n, "max_regions": k, "source": source, "epoch": epoch,
-                "checkpoint": checkpoint}
+                "checkpoint": checkpoint, "dataset": dataset, "dataset_fingerprint": dataset_fingerprint}
         (folder / "meta.json").write_text(json.dumps(meta, indent=2))
         for f in folder.iterdir():
             with open(f, "rb") as handle:
@@ -67,7 +68,8 @@ class SaliencyStore:
         meta = self.meta
         boxes = np.load(self.path / "boxes.npy", mmap_mode="r")
         scores = np.load(self.path / "scores.npy", mmap_mode="r")
-        return RegionTable(boxes, scores, version=f"{meta['source']} v{meta['version']} epoch {meta['epoch']}")
+        return RegionTable(boxes, scores, version=f"{meta['source']} v{meta['version']} epoch {meta['epoch']}",
+                           dataset=meta.get("dataset_fingerprint") or "", origin=f"saliency store {self.path}")
 
     def counts(self) -> np.ndarray:
         return np.load(self.path / "counts.npy", mmap_mode="r")

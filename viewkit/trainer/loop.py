@@ -22,6 +22,7 @@ import torch.distributed as dist
 import yaml
 from tqdm import tqdm
 
+from viewkit.loaders.dataset import open_dataset
 from viewkit.loaders.view_loader import ViewLoader
 from viewkit.saliency.sources import ncut_regions
 from viewkit.saliency.store import SaliencyStore
@@ -124,7 +125,9 @@ def refresh_saliency(config: TrainConfig, method, data: str, store: Path, epoch:
         boxes, scores, counts = ncut_regions(data, method.backbone.trunk, resolution=config.saliency_resolution,
                                              device=config.device, progress=False, threads=config.threads)
         method.backbone.train()
-        SaliencyStore(store).write(boxes, scores, counts, source="ncut", epoch=epoch)
+        shards = open_dataset(data)
+        SaliencyStore(store).write(boxes, scores, counts, source="ncut", epoch=epoch, dataset=str(shards.root),
+                                   dataset_fingerprint=shards.manifest["fingerprint"])
         print(f"epoch {epoch}: saliency refreshed, {int((counts > 0).sum())} of {len(counts)} images with regions")
     if world > 1:
         dist.barrier()
