@@ -133,6 +133,9 @@ def test_manifest_records_everything(embedded_shards):
         assert (embedded_shards / shard["tar"]).stat().st_size == shard["bytes"]
     assert [s["first_id"] for s in manifest["shards"]] == [0, 16, 32, 48]
     assert json.loads((embedded_shards / fmt.MANIFEST_NAME).read_text())["options"]["shard_samples"] == 16
+    from viewkit.tools.info import describe
+
+    assert "shards     3 x 16 + 1 x 12 samples," in describe(manifest)  # 60 samples, 16 per shard
 
 
 @pytest.mark.parametrize("name,size", [("0000000000.jpg", 0), ("0000000001.id.i64", 8), ("a" * 100, 123456789),

@@ -14,6 +14,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", help="dataset folder (holding dataset.json)")
 
 
+def _shard_counts(shards: list[dict]) -> str:
+    """"3 x 150 + 1 x 42 samples": the last shard holds the remainder."""
+    *full, last = [s["samples"] for s in shards]
+    if not full or full[0] == last:
+        return f"{len(shards)} x {last} samples"
+    return f"{len(full)} x {full[0]} + 1 x {last} samples"
+
+
 def describe(manifest: dict) -> str:
     shards = manifest["shards"]
     total_bytes = sum(s["bytes"] for s in shards)
@@ -23,7 +31,7 @@ def describe(manifest: dict) -> str:
         f"dataset    {manifest['root']}",
         f"format     {manifest['format']} v{manifest['version']} from {manifest['source']}, split {manifest['split']!r}",
         f"samples    {manifest['num_samples']} of {manifest['num_inputs']} inputs ({manifest['num_rejected']} rejected)",
-        f"shards     {len(shards)} x {manifest['samples_per_shard']} samples, {total_bytes / 1e6:.1f} MB",
+        f"shards     {_shard_counts(shards)}, {total_bytes / 1e6:.1f} MB",
         f"classes    {len(classes)}" + (f": {class_names}" if classes else ""),
         f"components {', '.join(manifest['components'])}",
         f"options    {', '.join(f'{k}={v}' for k, v in sorted(manifest['options'].items()))}",
