@@ -241,7 +241,8 @@ def train(config: TrainConfig, data: str, out: str | Path, resume: bool = False,
                         if step % config.log_every == 0 else None,
                         "data_wait": waited / max(waited + busy, 1e-9)} | {k: float(v) for k, v in extra.items()}
                 waited = busy = 0.0
-                bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.3g}", wait=f"{last['data_wait']:.0%}")
+                bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.3g}", wait=f"{last['data_wait']:.0%}",
+                                **({"samples/s": f"{last['samples_per_s']:.0f}"} if last["samples_per_s"] else {}))
                 if rank == 0:
                     metrics_file.write(json.dumps(last) + "\n")
                     metrics_file.flush()
