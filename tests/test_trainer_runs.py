@@ -1,8 +1,10 @@
 """Real training steps through the real loader: every method, gradients, resume, DDP."""
 
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -219,6 +221,29 @@ def test_scd_fg_features_are_the_saliency_pooled_map_of_the_checkpoint(embedded_
                  "--val", str(embedded_shards), "--resolution", "32", "--device", "cpu", "--epochs", "3"]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("linear_top1=")
     assert json.loads((tmp_path / "run" / "checkpoint-last.linear-fg.json").read_text())["features"] == "fg"
+
+
+def test_evaluation_and_the_knn_monitor_refuse_unlabelled_shards_before_any_work(embedded_source, embedded_shards,
+                                                                                  tmp_path, capsys):
+    import shutil
+
+    from viewkit.shards import sources
+    from viewkit.shards.writer import ShardOptions, write_dataset
+
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for image in sorted(Path(embedded_source["images"]).glob("*/*"))[:4]:
+        shutil.copy(image, flat / image.name)
+    write_dataset(sources.folder_items(flat), tmp_path / "unlabelled", split="train", options=ShardOptions(workers=1),
+                  progress=False)
+    named = f"{tmp_path / 'unlabelled'}: .* needs labelled shards, and they were sharded from a folder without class"
+    assert main(["eval", "knn", "--random-init", "--arch", "resnet18", "--train", str(embedded_shards),
+                 "--val", str(tmp_path / "unlabelled")]) == 2
+    assert re.search(named, capsys.readouterr().err)
+    config = small_config("simsiam", knn_every=1, knn_train=str(tmp_path / "unlabelled"), knn_val=str(embedded_shards))
+    with pytest.raises(ValueError, match=f"{named}"):
+        train(config, embedded_shards, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()  # refused before the first step
 
 
 def test_bad_config_is_named(tmp_path):

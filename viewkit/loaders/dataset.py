@@ -31,6 +31,11 @@ class ShardSet:
     def has_boxes(self) -> bool:
         return fmt.BOXES in self.manifest["components"]
 
+    @property
+    def has_labels(self) -> bool:
+        """One class label per image: folders of class folders and ImageNet, not COCO (boxes)."""
+        return bool(self.manifest["classes"]) and self.manifest["source"] != "coco"
+
 
 def _not_a_dataset(path: Path) -> str:
     if path.suffix in (".tgz", ".gz") or path.name.endswith(".tar.gz"):
@@ -70,3 +75,13 @@ def open_dataset(path: str | os.PathLike, *, verify_checksums: bool = False) -> 
         indices.append(str(index))
         counts.append(shard["samples"])
     return ShardSet(root, manifest, tuple(tars), tuple(indices), tuple(counts))
+
+
+def open_labelled(path: str | os.PathLike, purpose: str) -> ShardSet:
+    """`open_dataset`, refusing shards without one class label per image before any work."""
+    shards = open_dataset(path)
+    if not shards.has_labels:
+        why = ("COCO shards hold boxes and categories, not one label per image" if shards.manifest["source"] == "coco"
+               else "they were sharded from a folder without class folders")
+        raise ValueError(f"{shards.root}: {purpose} needs labelled shards, and {why}")
+    return shards
