@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from viewkit.loaders.dataset import ShardSet
 from viewkit.loaders.side_data import RegionTable
 
 
@@ -32,9 +33,9 @@ class SaliencyStore:
         return json.loads((self.path / "meta.json").read_text())
 
     def write(self, boxes: np.ndarray, scores: np.ndarray, counts: np.ndarray, *, source: str, epoch: int | None = None,
-              checkpoint: str | None = None, dataset: str | None = None, dataset_fingerprint: str | None = None) -> dict:
-        """Writes a new version and swaps it in; returns its meta. `dataset` and its
-        `dataset_fingerprint` (dataset.json's) let a loader refuse the store for other shards."""
+              checkpoint: str | None = None, shards: ShardSet | None = None) -> dict:
+        """Writes a new version and swaps it in; returns its meta. The `shards` the regions
+        belong to are recorded by fingerprint, so that a loader refuses them for other shards."""
         n, k = scores.shape
         if boxes.shape != (n, k, 4) or counts.shape != (n,):
             raise ValueError(f"boxes {boxes.shape}, scores {scores.shape}, counts {counts.shape} do not agree")
@@ -48,7 +49,8 @@ class SaliencyStore:
         np.save(folder / "scores.npy", scores.astype(np.float32))
         np.save(folder / "counts.npy", counts.astype(np.int32))
         meta = {"version": version, "num_samples": n, "max_regions": k, "source": source, "epoch": epoch,
-                "checkpoint": checkpoint, "dataset": dataset, "dataset_fingerprint": dataset_fingerprint}
+                "checkpoint": checkpoint, "dataset": str(shards.root) if shards else None,
+                "dataset_fingerprint": shards.manifest["fingerprint"] if shards else None}
         (folder / "meta.json").write_text(json.dumps(meta, indent=2))
         for f in folder.iterdir():
             with open(f, "rb") as handle:

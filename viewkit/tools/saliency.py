@@ -62,9 +62,8 @@ def run(args: argparse.Namespace) -> int:
         boxes, scores, counts = sources.ncut_regions(args.shards, trunk, resolution=args.resolution,
                                                      batch_size=args.batch_size, device=args.device,
                                                      top_k=args.top_k, min_cells=args.min_cells)
-    shards = open_dataset(args.shards)
     meta = SaliencyStore(args.out).write(boxes, scores, counts, source=args.source, checkpoint=checkpoint,
-                                         dataset=str(shards.root), dataset_fingerprint=shards.manifest["fingerprint"])
+                                         shards=open_dataset(args.shards))
     seconds = time.perf_counter() - started
     print(f"{args.out}: version {meta['version']}, {len(counts)} samples, {int((counts > 0).sum())} with regions, "
           f"{counts.mean():.2f} regions on average, {len(counts) / seconds:.1f} img/s")

@@ -125,9 +125,7 @@ def refresh_saliency(config: TrainConfig, method, data: str, store: Path, epoch:
         boxes, scores, counts = ncut_regions(data, method.backbone.trunk, resolution=config.saliency_resolution,
                                              device=config.device, progress=False, threads=config.threads)
         method.backbone.train()
-        shards = open_dataset(data)
-        SaliencyStore(store).write(boxes, scores, counts, source="ncut", epoch=epoch, dataset=str(shards.root),
-                                   dataset_fingerprint=shards.manifest["fingerprint"])
+        SaliencyStore(store).write(boxes, scores, counts, source="ncut", epoch=epoch, shards=open_dataset(data))
         print(f"epoch {epoch}: saliency refreshed, {int((counts > 0).sum())} of {len(counts)} images with regions")
     if world > 1:
         dist.barrier()
