@@ -80,7 +80,11 @@ def test_bad_arguments_are_clear_errors(tmp_path, capsys):
     assert main(["shard", "folder", str(tmp_path / "nowhere"), str(tmp_path / "out")]) == 2
     assert "nowhere: no such folder" in capsys.readouterr().err
     assert main(["info", str(tmp_path)]) == 2
-    assert "no viewkit manifest" in capsys.readouterr().err
+    assert f"{tmp_path}: no viewkit dataset (dataset.json) here" in capsys.readouterr().err
+    (tmp_path / "images.tgz").write_bytes(b"\x1f\x8b\x08\x00")  # a gzip header: not a manifest to decode
+    for command in ("info", "verify"):
+        assert main([command, str(tmp_path / "images.tgz")]) == 2
+        assert "images.tgz is a compressed tar: DALI reads only uncompressed" in capsys.readouterr().err
     assert main(["shard", "folder", str(tmp_path), str(tmp_path / "o"), "--quality", "0"]) == 2
     assert "quality must be within 1..100" in capsys.readouterr().err
 

@@ -37,22 +37,12 @@ class ShardSet:
         return bool(self.manifest["classes"]) and self.manifest["source"] != "coco"
 
 
-def _not_a_dataset(path: Path) -> str:
-    if path.suffix in (".tgz", ".gz") or path.name.endswith(".tar.gz"):
-        return (f"{path} is a compressed tar: DALI reads only uncompressed, indexed shards. "
-                "Extract it and run `viewkit shard folder DIR OUT` to make a viewkit dataset")
-    if path.suffix == ".tar" or (path.is_dir() and any(path.glob("*.tar"))):
-        return (f"{path} holds tars without a viewkit manifest (dataset.json): shards from other "
-                "tools lack the id/label components and indices; run `viewkit shard` on the images")
-    return f"{path}: no viewkit dataset (dataset.json) here; make one with `viewkit shard`"
-
-
 def open_dataset(path: str | os.PathLike, *, verify_checksums: bool = False) -> ShardSet:
     """Checks files, sizes and index hashes (cheap); `verify_checksums` also hashes every tar."""
     path = Path(path)
     manifest_path = path / fmt.MANIFEST_NAME if path.is_dir() else path
     if manifest_path.name != fmt.MANIFEST_NAME or not manifest_path.exists():
-        raise FileNotFoundError(_not_a_dataset(path))
+        raise FileNotFoundError(fmt.not_a_dataset(path))
     manifest = fmt.read_manifest(manifest_path)
     root = Path(manifest["root"])
     if manifest["num_samples"] == 0 or not manifest["shards"]:

@@ -95,13 +95,24 @@ def write_json_atomic(path: str | os.PathLike, value, indent: int | None = 2) ->
     os.replace(tmp, path)
 
 
+def not_a_dataset(path: Path) -> str:
+    """Why `path` holds no viewkit dataset, and the fix."""
+    if path.suffix in (".tgz", ".gz") or path.name.endswith(".tar.gz"):
+        return (f"{path} is a compressed tar: DALI reads only uncompressed, indexed shards. "
+                "Extract it and run `viewkit shard folder DIR OUT` to make a viewkit dataset")
+    if path.suffix == ".tar" or (path.is_dir() and any(path.glob("*.tar"))):
+        return (f"{path} holds tars without a viewkit manifest (dataset.json): shards from other "
+                "tools lack the id/label components and indices; run `viewkit shard` on the images")
+    return f"{path}: no viewkit dataset (dataset.json) here; make one with `viewkit shard`"
+
+
 def read_manifest(root: str | os.PathLike) -> dict:
     """Loads OUT/dataset.json (or the file itself), checking format and version."""
     path = Path(root)
     if path.is_dir():
         path = path / MANIFEST_NAME
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no viewkit manifest (make one with `viewkit shard`)")
+    if path.name != MANIFEST_NAME or not path.exists():
+        raise FileNotFoundError(not_a_dataset(Path(root)))
     try:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError as e:
