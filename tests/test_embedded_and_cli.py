@@ -85,7 +85,10 @@ def test_bad_arguments_are_clear_errors(tmp_path, capsys):
     for command in ("info", "verify"):
         assert main([command, str(tmp_path / "images.tgz")]) == 2
         assert "images.tgz is a compressed tar: DALI reads only uncompressed" in capsys.readouterr().err
-    assert main(["shard", "folder", str(tmp_path), str(tmp_path / "o"), "--quality", "0"]) == 2
+    assert main(["shard", "folder", str(tmp_path), str(tmp_path / "out")]) == 2
+    assert f"{tmp_path / 'out'} lies inside the input folder {tmp_path}" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    assert main(["shard", "folder", str(tmp_path), str(tmp_path.parent / "o"), "--quality", "0"]) == 2
     assert "quality must be within 1..100" in capsys.readouterr().err
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 from viewkit.shards import sources
 from viewkit.shards.writer import ShardOptions, write_dataset
@@ -45,6 +46,11 @@ def build_args(argv: list[str]) -> argparse.Namespace:
 
 
 def shard(args: argparse.Namespace) -> dict:
+    listed = Path(args.src, args.split or "train") if args.source == "imagenet" else Path(args.src)
+    out = Path(args.out).resolve()
+    if out == listed.resolve() or listed.resolve() in out.parents:  # the next run would list the shards as inputs
+        raise ValueError(f"{args.out} lies inside the input folder {listed}: its shards would be read as images "
+                         "on the next run; write them outside it")
     if args.source == "imagenet":
         split = args.split or "train"
         listing = sources.imagenet_items(args.src, split, args.labels)
