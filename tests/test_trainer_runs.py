@@ -223,7 +223,7 @@ def test_scd_fg_features_are_the_saliency_pooled_map_of_the_checkpoint(embedded_
     assert json.loads((tmp_path / "run" / "checkpoint-last.linear-fg.json").read_text())["features"] == "fg"
 
 
-def test_evaluation_and_the_knn_monitor_refuse_unlabelled_shards_before_any_work(embedded_source, embedded_shards,
+def test_evaluation_and_the_knn_monitor_refuse_unlabelled_or_mismatched_shards_before_any_work(embedded_source, embedded_shards,
                                                                                   tmp_path, capsys):
     import shutil
 
@@ -244,6 +244,17 @@ def test_evaluation_and_the_knn_monitor_refuse_unlabelled_shards_before_any_work
     with pytest.raises(ValueError, match=f"{named}"):
         train(config, embedded_shards, tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()  # refused before the first step
+    fewer = tmp_path / "fewer"  # a val set without the first class: every label would shift by one
+    for image in sorted(Path(embedded_source["images"]).glob("*/*")):
+        if image.parent.name != "cross":
+            (fewer / image.parent.name).mkdir(parents=True, exist_ok=True)
+            shutil.copy(image, fewer / image.parent.name / image.name)
+    write_dataset(sources.folder_items(fewer), tmp_path / "fewer-shards", split="val", options=ShardOptions(workers=1),
+                  progress=False)
+    assert main(["eval", "linear", "--random-init", "--arch", "resnet18", "--train", str(embedded_shards),
+                 "--val", str(tmp_path / "fewer-shards")]) == 2
+    assert (f"linear evaluation: the class lists differ, label 0 is 'cross' in {embedded_shards} (6 classes) and "
+            f"'disk' in {tmp_path / 'fewer-shards'} (5)") in capsys.readouterr().err
 
 
 def test_bad_config_is_named(tmp_path):

@@ -67,11 +67,20 @@ def open_dataset(path: str | os.PathLike, *, verify_checksums: bool = False) -> 
     return ShardSet(root, manifest, tuple(tars), tuple(indices), tuple(counts))
 
 
-def open_labelled(path: str | os.PathLike, purpose: str) -> ShardSet:
-    """`open_dataset`, refusing shards without one class label per image before any work."""
-    shards = open_dataset(path)
-    if not shards.has_labels:
-        why = ("COCO shards hold boxes and categories, not one label per image" if shards.manifest["source"] == "coco"
-               else "they were sharded from a folder without class folders")
-        raise ValueError(f"{shards.root}: {purpose} needs labelled shards, and {why}")
-    return shards
+def open_labelled_pair(train: str | os.PathLike, val: str | os.PathLike, purpose: str) -> tuple[ShardSet, ShardSet]:
+    """Train and val shards for kNN or a linear probe, checked before any work: both with one
+    class label per image, and the same class list (label i must name the same class in both)."""
+    pair = open_dataset(train), open_dataset(val)
+    for shards in pair:
+        if not shards.has_labels:
+            why = ("COCO shards hold boxes and categories, not one label per image"
+                   if shards.manifest["source"] == "coco" else "they were sharded from a folder without class folders")
+            raise ValueError(f"{shards.root}: {purpose} needs labelled shards, and {why}")
+    train_classes, val_classes = ([c["id"] for c in shards.manifest["classes"]] for shards in pair)
+    if train_classes != val_classes:
+        first, second = train_classes + [None], val_classes + [None]
+        label = next(i for i, (a, b) in enumerate(zip(first, second)) if a != b)
+        raise ValueError(f"{purpose}: the class lists differ, label {label} is {first[label]!r} in {pair[0].root} "
+                         f"({len(train_classes)} classes) and {second[label]!r} in {pair[1].root} "
+                         f"({len(val_classes)}); shard both from the same class folders")
+    return pair

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from viewkit.loaders.dataset import open_labelled
+from viewkit.loaders.dataset import open_labelled_pair
 from viewkit.trainer import checkpoint as ckpt
 from viewkit.trainer.knn import extract, knn_top1
 from viewkit.trainer.linear import linear_top1
@@ -65,8 +65,7 @@ def load_backbone(checkpoint: str | None, random_init: bool, arch: str | None, s
 
 
 def run(args: argparse.Namespace) -> int:
-    for shards in (args.train, args.val):
-        open_labelled(shards, f"{args.protocol} evaluation")
+    open_labelled_pair(args.train, args.val, f"{args.protocol} evaluation")
     backbone = load_backbone(args.checkpoint, args.random_init, args.arch, args.seed, args.features)
     backbone = backbone.to("cuda" if args.device == "gpu" else "cpu")
     normalize = args.protocol == "knn"

@@ -22,7 +22,7 @@ import torch.distributed as dist
 import yaml
 from tqdm import tqdm
 
-from viewkit.loaders.dataset import open_dataset, open_labelled
+from viewkit.loaders.dataset import open_dataset, open_labelled_pair
 from viewkit.loaders.view_loader import ViewLoader
 from viewkit.saliency.sources import ncut_regions
 from viewkit.saliency.store import SaliencyStore
@@ -137,8 +137,7 @@ def train(config: TrainConfig, data: str, out: str | Path, resume: bool = False,
     `synthetic` trains on the first batch over and over (the data-stall ceiling)."""
     out = Path(out)
     if config.knn_every:  # found now, not after the first epochs
-        for shards in (config.knn_train, config.knn_val):
-            open_labelled(shards, "the kNN monitor (knn_train, knn_val)")
+        open_labelled_pair(config.knn_train, config.knn_val, "the kNN monitor (knn_train, knn_val)")
     rank, world = setup_distributed(config.device)
     if config.batch_size % world:
         raise ValueError(f"batch_size {config.batch_size} does not split over {world} ranks")
