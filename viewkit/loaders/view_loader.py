@@ -16,6 +16,7 @@ Tensors are copies: they stay valid after the next batch is fetched.
 
 from __future__ import annotations
 
+import numbers
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
@@ -27,18 +28,26 @@ from viewkit.loaders.dataset import open_dataset
 from viewkit.loaders.distributed import local_device_id, rank_and_world
 from viewkit.loaders.pipeline import PipelineOptions, build_pipeline
 from viewkit.loaders.side_data import RegionTable
+from viewkit.views import recipes
 from viewkit.views.families import Recipe
 from viewkit.views.outputs import arrange
 
 
 class ViewLoader:
-    def __init__(self, dataset, recipe: Recipe, batch_size: int, *, device: str = "gpu", seed: int = 0,
+    def __init__(self, dataset, recipe: Recipe | str, batch_size: int, *, device: str = "gpu", seed: int = 0,
                  drop_last: bool = True, rank: int | None = None, world_size: int | None = None,
                  side_data: RegionTable | None = None, verify_checksums: bool = False, **pipeline_options):
+        if isinstance(recipe, str):
+            recipe = recipes.get(recipe)
         if not isinstance(recipe, Recipe):
-            raise TypeError(f"recipe must be a viewkit Recipe (recipes.get(name)), got {type(recipe).__name__}")
+            raise TypeError(f"recipe must be a viewkit Recipe or a preset's name, got {type(recipe).__name__}")
         if device not in ("gpu", "cpu"):
             raise ValueError(f"device={device!r}: 'gpu' or 'cpu'")
+        if device == "gpu" and not torch.cuda.is_available():
+            raise RuntimeError("device='gpu' needs a CUDA GPU, and torch sees none; device='cpu' runs the same "
+                               "graph on DALI's CPU backend")
+        if not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+            raise ValueError(f"batch_size={batch_size!r} must be a positive integer")
         unknown = set(pipeline_options) - set(PipelineOptions.__dataclass_fields__)
         if unknown:
             raise TypeError(f"unknown ViewLoader option(s) {sorted(unknown)}; options: "
@@ -49,7 +58,7 @@ class ViewLoader:
         self.rank, self.world_size = rank_and_world(rank, world_size)
         smallest = min(e - s for s, e in (epochs.part_bounds(self.shards.num_samples, r, self.world_size)
                                           for r in range(self.world_size)))
-        if batch_size < 1 or (drop_last and batch_size > smallest):
+        if drop_last and batch_size > smallest:
             raise ValueError(f"batch_size {batch_size} is larger than a rank's share ({smallest} samples of "
                              f"{self.shards.num_samples} over {self.world_size} ranks); lower it or set drop_last=False")
         if recipe.saliency is not None and side_data is None:
