@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from viewkit.datasets.embedded import CLASSES, SceneStyle, scene, shape_mask, write_embedded_dataset
@@ -85,6 +86,11 @@ def test_bad_arguments_are_clear_errors(tmp_path, capsys):
     for command in ("info", "verify"):
         assert main([command, str(tmp_path / "images.tgz")]) == 2
         assert "images.tgz is a compressed tar: DALI reads only uncompressed" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit) as exit_:
+            main(["eval", "knn", "--random-init", "--train", str(tmp_path), "--val", str(tmp_path), "--device", "gpu"])
+        assert exit_.value.code == 2
+        assert "eval --device gpu: torch sees no CUDA GPU here; --device cpu" in capsys.readouterr().err
     assert main(["shard", "folder", str(tmp_path), str(tmp_path / "out")]) == 2
     assert f"{tmp_path / 'out'} lies inside the input folder {tmp_path}" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()

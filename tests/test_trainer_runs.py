@@ -258,6 +258,9 @@ def test_evaluation_and_the_knn_monitor_refuse_unlabelled_or_mismatched_shards_b
 
 
 def test_bad_config_is_named(tmp_path):
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="device: gpu, and torch sees no CUDA GPU; device=cpu"):
+            train(TrainConfig(device="gpu"), str(tmp_path), tmp_path / "run")
     (tmp_path / "c.yaml").write_text("lerning_rate: 1\n")
     with pytest.raises(ValueError, match="unknown config keys \\['lerning_rate'\\]"):
         load_config(tmp_path / "c.yaml")

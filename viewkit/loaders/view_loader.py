@@ -44,7 +44,7 @@ class ViewLoader:
         if device not in ("gpu", "cpu"):
             raise ValueError(f"device={device!r}: 'gpu' or 'cpu'")
         if device == "gpu" and not torch.cuda.is_available():
-            raise RuntimeError("device='gpu' needs a CUDA GPU, and torch sees none; device='cpu' runs the same "
+            raise ValueError("device='gpu' needs a CUDA GPU, and torch sees none; device='cpu' runs the same "
                                "graph on DALI's CPU backend")
         if not isinstance(batch_size, numbers.Integral) or batch_size < 1:
             raise ValueError(f"batch_size={batch_size!r} must be a positive integer")

@@ -41,6 +41,11 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "command", None) != "train" or any(item.startswith("-") or "=" not in item for item in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides = list(args.overrides) + extra
+    if getattr(args, "device", None) == "gpu":  # eval, bench, saliency: before any model moves to a missing GPU
+        import torch
+
+        if not torch.cuda.is_available():
+            parser.error(f"{args.command} --device gpu: torch sees no CUDA GPU here; --device cpu runs the same work")
     try:
         return args.run(args) or 0
     except (FileNotFoundError, FileExistsError, ValueError) as e:

@@ -136,6 +136,9 @@ def train(config: TrainConfig, data: str, out: str | Path, resume: bool = False,
     """Pretrains; returns the last metrics. `max_steps` stops early (tests, benchmarks);
     `synthetic` trains on the first batch over and over (the data-stall ceiling)."""
     out = Path(out)
+    if config.device == "gpu" and not torch.cuda.is_available():
+        raise ValueError("device: gpu, and torch sees no CUDA GPU; device=cpu precision=fp32 runs the same "
+                         "config on the CPU")
     if config.knn_every:  # found now, not after the first epochs
         open_labelled_pair(config.knn_train, config.knn_val, "the kNN monitor (knn_train, knn_val)")
     rank, world = setup_distributed(config.device)
