@@ -107,3 +107,33 @@ def test_preview_draws_every_view(embedded_shards, tmp_path, capsys):
     assert "3 samples of recipe 'regioncl'" in capsys.readouterr().out
     pixels = np.asarray(sheet)
     assert ((pixels[..., 0] == 255) & (pixels[..., 1] == 0) & (pixels[..., 2] == 0)).sum() > 100  # swap boxes drawn
+
+
+def test_preview_draws_a_stores_regions(embedded_shards, coco_shards, tmp_path, capsys):
+    from viewkit.saliency import SaliencyStore
+    from viewkit.loaders.dataset import open_dataset
+
+    n = 60
+    boxes = np.zeros((n, 8, 4), np.float32)
+    boxes[:, 0] = [40, 40, 120, 120]  # source pixels; the sheet draws sources 224 px high (scale 0.70..1.17 here)
+    scores = np.zeros((n, 8), np.float32)
+    scores[:, 0] = 1.0
+    SaliencyStore(tmp_path / "store").write(boxes, scores, np.ones(n, np.int32), source="test",
+                                            shards=open_dataset(embedded_shards))
+
+    def white_top_edges(sheet):
+        """Per row: a 3 px white line across x 50..80 at y 25..50, the top edge of the region at any scale."""
+        pixels = np.asarray(sheet)
+        white = (pixels == 255).all(-1)
+        return [any(white[row * 228 + y, 50:80].all() for y in range(25, 51)) for row in range(3)]
+
+    for with_store in (True, False):
+        out = tmp_path / f"sheet-{with_store}.png"
+        extra = ["--saliency", str(tmp_path / "store")] if with_store else []
+        assert main(["preview", str(embedded_shards), "--recipe", "sgcl", "--n", "3", "--out", str(out), *extra]) == 0
+        assert white_top_edges(Image.open(out)) == [with_store] * 3
+    assert main(["preview", str(embedded_shards), "--recipe", "logo", "--saliency", str(tmp_path / "store")]) == 2
+    assert "recipe 'logo' has no saliency crops" in capsys.readouterr().err
+    assert main(["saliency", str(coco_shards), "--out", str(tmp_path / "coco"), "--source", "gt"]) == 0
+    assert main(["preview", str(embedded_shards), "--recipe", "sgcl", "--saliency", str(tmp_path / "coco")]) == 2
+    assert "was made for other shards" in capsys.readouterr().err

@@ -1,6 +1,7 @@
 """Contact sheet of a recipe's views: per sample, the source with every window drawn, then every view.
 
     viewkit preview SHARDS --recipe logo [--n 8] [--out views.png] [--no-augment] [--seed 0]
+    viewkit preview SHARDS --recipe sgcl --saliency STORE     # crops jittered around the store's regions
 
 Crop windows are drawn in their family's colour, saliency regions in white, the swap box
 (mapped from view 0 back to the source) in red. Views are de-normalised and shown at a
@@ -30,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="views.png", help="PNG to write (default views.png)")
     parser.add_argument("--no-augment", action="store_true", help="geometry only: crops and flips")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--saliency", metavar="STORE",
+                        help="saliency store (`viewkit saliency`) for a recipe with saliency crops; without it "
+                             "they fall back to random crops")
 
 
 def source_images(root: Path, manifest: dict, ids: list[int]) -> dict[int, Image.Image]:
@@ -81,10 +85,11 @@ def sample_row(batch: dict, row: int, source: Image.Image, recipe) -> Image.Imag
         tiles.append(to_image(batch["original"][row]))
     if recipe.saliency is not None:
         for j in range(recipe.saliency.pairs):
-            rectangle(batch["saliency_regions"][row, j].tolist(), (255, 255, 255), 3)
             for crop in range(2):
                 rectangle(batch["saliency_boxes"][j, crop, row].tolist(), _COLOURS[-1], 1)
                 tiles.append(to_image(batch["saliency"][j, crop, row]))
+        for j in range(recipe.saliency.pairs):  # after the crops: the regions they jitter around stay visible
+            rectangle(batch["saliency_regions"][row, j].tolist(), (255, 255, 255), 3)
     if recipe.swap is not None:
         family = next(c for c in recipe.crops if c.name == recipe.swap.source)
         rectangle(swap_box_in_source(batch, row, family.name, family.size), (255, 0, 0), 3)
@@ -101,12 +106,17 @@ def sample_row(batch: dict, row: int, source: Image.Image, recipe) -> Image.Imag
     return line
 
 
-def contact_sheet(shards: str, recipe_name: str, n: int, augment: bool, seed: int) -> Image.Image:
+def contact_sheet(shards: str, recipe_name: str, n: int, augment: bool, seed: int,
+                  saliency: str | None = None) -> Image.Image:
     from viewkit import ViewLoader, recipes
+    from viewkit.saliency import SaliencyStore
 
     recipe = recipes.get(recipe_name)
+    if saliency and recipe.saliency is None:
+        raise ValueError(f"--saliency: recipe {recipe_name!r} has no saliency crops (sgcl has)")
+    side_data = SaliencyStore(saliency).table() if saliency else None
     loader = ViewLoader(shards, recipe, batch_size=n, device="cpu", seed=seed, drop_last=False, augment=augment,
-                        rank=0, world_size=1, build_ahead=False)  # one batch: no next epoch
+                        rank=0, world_size=1, build_ahead=False, side_data=side_data)  # one batch: no next epoch
     batch = next(iter(loader))
     ids = batch["id"].tolist()
     sources = source_images(loader.shards.root, loader.shards.manifest, ids)
@@ -120,7 +130,7 @@ def contact_sheet(shards: str, recipe_name: str, n: int, augment: bool, seed: in
 
 
 def run(args: argparse.Namespace) -> int:
-    sheet = contact_sheet(args.shards, args.recipe, args.n, not args.no_augment, args.seed)
+    sheet = contact_sheet(args.shards, args.recipe, args.n, not args.no_augment, args.seed, args.saliency)
     sheet.save(args.out)
     print(f"{args.out}: {args.n} samples of recipe {args.recipe!r}, {sheet.width}x{sheet.height} px")
     return 0
