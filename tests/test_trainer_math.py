@@ -237,6 +237,19 @@ def test_regioncl_simsiam_loss_is_algorithm_3_by_hand():
     model(batch)[0].backward()
     assert views.grad[0].abs().sum() > 0 and not views.grad[1].any()  # sg(k): x^k gets no gradient
 
+    torch.manual_seed(0)
+    symmetric = RegionCLSimSiam("resnet18", dim=16, predictor_hidden=8, symmetric=True).train()
+    symmetric.load_state_dict(model.state_dict())
+    views.grad = None
+    loss, parts = symmetric(batch)
+    with torch.no_grad():
+        z_q = model.projector(torch.cat([model.backbone(views[0]), paste, canvas]))[:4]
+        q_k = model.predictor(k)
+    expected = (-cos(q, k) - cos(q_k, z_q)) / 2 + (-cos(p, k.flip(0)) - cos(c, k)) / 2
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    loss.backward()
+    assert views.grad[0].abs().sum() > 0 and views.grad[1].abs().sum() > 0  # each view now predicts the other
+
 
 def logo_batch(seed=0):
     generator = torch.Generator().manual_seed(seed)

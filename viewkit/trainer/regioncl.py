@@ -13,7 +13,11 @@ RegionCL-S (supplementary A.6, Algorithm 3) is the same swap on SimSiam: q, p an
 through projector and predictor, k through the projector only, and
 L = D(q, sg(k)) + (D(p, sg(k_src)) + D(c, sg(k))) / 2 with D SimSiam's negative cosine.
 Algorithm 3 is one-directional (x^q predicts x^k), unlike SimSiam's symmetrised loss; it is
-followed as written. Heads and training settings are SimSiam's (A.7).
+followed as written, the default. The text beside it says the learning objectives are kept
+"the same as in SimSiam", whose loss is symmetric: `symmetric: true` (our option) makes the
+instance term D(q, sg(k)) / 2 + D(q', sg(k')) / 2, x^k also predicting x^q, at the cost of one
+more predictor pass (the backbone passes stay three). The region term is unchanged: the
+composite is cut from x^q only. Heads and training settings are SimSiam's (A.7).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from viewkit.trainer.queue import KeyQueue
 from viewkit.trainer.simsiam import SimSiam
 
 DEFAULTS = {"dim": 128, "hidden": 2048, "queue": 65536, "momentum": 0.999, "temperature": 0.2}
-SIMSIAM_DEFAULTS = {"dim": 2048, "predictor_hidden": 512, "fixed_predictor_lr": True}
+SIMSIAM_DEFAULTS = {"dim": 2048, "predictor_hidden": 512, "fixed_predictor_lr": True, "symmetric": False}
 
 
 def pool_paste_and_canvas(feature_map: torch.Tensor, box: torch.Tensor, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -91,6 +95,11 @@ class RegionCL(nn.Module):
 class RegionCLSimSiam(SimSiam):
     """RegionCL-S: SimSiam's backbone and heads; the swap adds two region positives."""
 
+    def __init__(self, arch: str, dim: int, predictor_hidden: int, fixed_predictor_lr: bool = True,
+                 symmetric: bool = False):
+        super().__init__(arch, dim, predictor_hidden, fixed_predictor_lr)
+        self.symmetric = symmetric
+
     def forward(self, batch: dict):
         view_q, view_k = batch["global"]
         composite = batch["swap"]
@@ -98,8 +107,11 @@ class RegionCLSimSiam(SimSiam):
         paste, canvas = pool_paste_and_canvas(self.backbone.feature_map(composite), batch["swap_box"],
                                               self.backbone.stride)
         # One projector batch for q, p and c, as Fig. S3 draws it: its BN sees all three.
-        q, p, c = self.predictor(self.projector(torch.cat([self.backbone(view_q), paste, canvas]))).chunk(3)
+        projected = self.projector(torch.cat([self.backbone(view_q), paste, canvas]))
+        q, p, c = self.predictor(projected).chunk(3)
         k = self.projector(self.backbone(view_k))
         instance = negative_cosine(q, k)
+        if self.symmetric:
+            instance = instance / 2 + negative_cosine(self.predictor(k), projected[: len(k)]) / 2
         region = (negative_cosine(p, k[batch["swap_source"]]) + negative_cosine(c, k)) / 2
         return instance + region, {"loss_instance": instance.detach(), "loss_region": region.detach()}
