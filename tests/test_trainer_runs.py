@@ -121,6 +121,23 @@ def test_a_run_folder_is_resumed_with_its_own_config_or_refused(embedded_shards,
     assert torch.load(tmp_path / "run" / "checkpoint-last.pt", weights_only=False)["step"] == 2
 
 
+def test_threads_bound_torch_during_a_cpu_run_and_are_given_back(embedded_shards, tmp_path, monkeypatch):
+    import viewkit.trainer.loop as loop
+
+    seen = []  # torch's thread count at every step, read where the loop sets the lr
+    monkeypatch.setattr(loop, "learning_rate", lambda *args: seen.append(torch.get_num_threads()) or learning_rate(*args))
+    given = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        train(small_config("moco_v2", threads=1), embedded_shards, tmp_path / "one", progress=False, max_steps=2)
+        assert seen == [1, 1] and torch.get_num_threads() == 2
+        seen.clear()
+        train(small_config("moco_v2", threads=0), embedded_shards, tmp_path / "all", progress=False, max_steps=1)
+        assert seen == [2]  # 0: torch's own setting stands
+    finally:
+        torch.set_num_threads(given)
+
+
 def test_resume_drops_a_partial_last_row_and_names_a_corrupt_one(tmp_path):
     metrics = tmp_path / "metrics.jsonl"
     metrics.write_text('{"step": 1, "epoch": 0, "loss": 2.0}\n{"epoch": 1, "knn_top1": 0.5}\n{"step": 2, "ep')

@@ -39,7 +39,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the method
     sync_bn: bool = False  # SyncBatchNorm under DDP
     seed: int = 0
-    threads: int = 0  # DALI threads per process; 0: cores / processes on the host
+    threads: int = 0  # DALI threads per process, and torch's on the CPU; 0: cores / processes on the host
     loader_options: dict = field(default_factory=dict)  # the training loader's, see LOADER_OPTIONS
     log_every: int = 10  # steps between metric lines
     checkpoint_every: int = 10  # epochs between kept checkpoints (checkpoint-last.pt every epoch)
