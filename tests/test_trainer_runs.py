@@ -121,7 +121,7 @@ def test_a_run_folder_is_resumed_with_its_own_config_or_refused(embedded_shards,
     assert torch.load(tmp_path / "run" / "checkpoint-last.pt", weights_only=False)["step"] == 2
 
 
-def test_threads_bound_torch_during_a_cpu_run_and_are_given_back(embedded_shards, tmp_path, monkeypatch):
+def test_threads_bound_torch_in_cpu_training_and_evaluation_and_are_given_back(embedded_shards, tmp_path, monkeypatch):
     import viewkit.trainer.loop as loop
 
     seen = []  # torch's thread count at every step, read where the loop sets the lr
@@ -134,6 +134,13 @@ def test_threads_bound_torch_during_a_cpu_run_and_are_given_back(embedded_shards
         seen.clear()
         train(small_config("moco_v2", threads=0), embedded_shards, tmp_path / "all", progress=False, max_steps=1)
         assert seen == [2]  # 0: torch's own setting stands
+        import viewkit.tools.eval as evaluation
+
+        seen.clear()
+        monkeypatch.setattr(evaluation, "knn_top1", lambda *args, **kwargs: seen.append(torch.get_num_threads()) or 0.5)
+        assert main(["eval", "knn", "--random-init", "--arch", "resnet18", "--train", str(embedded_shards), "--val",
+                     str(embedded_shards), "--resolution", "32", "--device", "cpu", "--threads", "1"]) == 0
+        assert seen == [1] and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(given)
 

@@ -1,7 +1,7 @@
 """Evaluate a pretrained backbone on labelled shards.
 
     viewkit eval knn --checkpoint RUN/checkpoint-last.pt --train SHARDS --val SHARDS [--json FILE]
-    viewkit eval knn --random-init --arch resnet18 --train SHARDS --val SHARDS
+    viewkit eval knn --random-init --arch resnet18 --train SHARDS --val SHARDS [--threads N]
     viewkit eval linear --checkpoint CKPT --train SHARDS --val SHARDS [--epochs 100] [--lr 0.1] [--optimizer sgd|lars]
     viewkit eval linear --checkpoint SCD_CKPT --features fg ...     # SCD's "fg" rows (Table 8)
 
@@ -21,6 +21,7 @@ from viewkit.loaders.dataset import open_labelled_pair
 from viewkit.trainer import checkpoint as ckpt
 from viewkit.trainer.knn import extract, knn_top1
 from viewkit.trainer.linear import linear_top1
+from viewkit.trainer.loop import cpu_threads
 from viewkit.trainer.nets import Backbone
 from viewkit.trainer.scd import foreground_encoder
 
@@ -37,6 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temperature", type=float, default=0.07)
     parser.add_argument("--device", choices=["cpu", "gpu"], default="gpu" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random initialisation")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="CPU threads: DALI's, and torch's on the CPU (default: all cores)")
     parser.add_argument("--epochs", type=int, default=100, help="linear: classifier epochs")
     parser.add_argument("--lr", type=float, default=0.1, help="linear: peak learning rate (cosine)")
     parser.add_argument("--batch-size", type=int, default=256, help="linear: classifier batch")
@@ -66,11 +69,18 @@ def load_backbone(checkpoint: str | None, random_init: bool, arch: str | None, s
 
 def run(args: argparse.Namespace) -> int:
     open_labelled_pair(args.train, args.val, f"{args.protocol} evaluation")
+    with cpu_threads(args.threads, args.device):
+        return evaluate(args)
+
+
+def evaluate(args: argparse.Namespace) -> int:
     backbone = load_backbone(args.checkpoint, args.random_init, args.arch, args.seed, args.features)
     backbone = backbone.to("cuda" if args.device == "gpu" else "cpu")
     normalize = args.protocol == "knn"
-    train_set = extract(backbone, args.train, resolution=args.resolution, device=args.device, normalize=normalize)
-    val_set = extract(backbone, args.val, resolution=args.resolution, device=args.device, normalize=normalize)
+    train_set = extract(backbone, args.train, resolution=args.resolution, device=args.device,
+                        normalize=normalize, threads=args.threads)
+    val_set = extract(backbone, args.val, resolution=args.resolution, device=args.device,
+                      normalize=normalize, threads=args.threads)
     result = {"protocol": args.protocol, "checkpoint": args.checkpoint, "random_init": args.random_init,
               "arch": backbone.arch, "train": args.train, "val": args.val, "resolution": args.resolution, "features": args.features}
     if args.protocol == "knn":

@@ -11,6 +11,7 @@ revision sit beside them in config.yaml.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -137,13 +138,20 @@ def train(config: TrainConfig, data: str, out: str | Path, resume: bool = False,
     `synthetic` trains on the first batch over and over (the data-stall ceiling)."""
     # `threads` is the run's share of the host's cores, for torch's compute as for DALI's: with
     # torch's default (every core) two runs side by side with threads=1 each ran at 11 and 8
-    # samples/s on 2 cores, against 34 and 30 with one torch thread each. Given back on return,
-    # since this is a function other code calls too.
-    given = torch.get_num_threads()
-    if config.device == "cpu" and config.threads:
-        torch.set_num_threads(config.threads)
-    try:
+    # samples/s on 2 cores, against 34 and 30 with one torch thread each. Given back on return:
+    # other code calls this function too.
+    with cpu_threads(config.threads, config.device):
         return _train(config, data, out, resume, progress, max_steps, synthetic)
+
+
+@contextlib.contextmanager
+def cpu_threads(threads: int, device: str):
+    """torch's compute threads at `threads` on the CPU (0: torch's own setting), as before after."""
+    given = torch.get_num_threads()
+    if device == "cpu" and threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
     finally:
         torch.set_num_threads(given)
 
