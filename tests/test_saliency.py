@@ -211,11 +211,20 @@ def test_regions_of_other_shards_are_refused(embedded_shards, coco_shards, tmp_p
         loader.set_side_data(coco_regions)
 
 
-def test_saliency_command_builds_stores(embedded_shards, coco_shards, tmp_path, capsys):
+def test_saliency_command_builds_stores(embedded_shards, coco_shards, tmp_path, capsys, monkeypatch):
+    from viewkit.saliency import sources
     from viewkit.tools.cli import main
 
-    assert main(["saliency", str(embedded_shards), "--out", str(tmp_path / "ncut"), "--arch", "resnet18",
-                 "--random-init", "--resolution", "128", "--batch-size", "20", "--device", "cpu"]) == 0
+    threads, ncut = [], sources.ncut_regions
+    monkeypatch.setattr(sources, "ncut_regions", lambda *a, **k: threads.append(torch.get_num_threads()) or ncut(*a, **k))
+    given = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert main(["saliency", str(embedded_shards), "--out", str(tmp_path / "ncut"), "--arch", "resnet18",
+                     "--random-init", "--resolution", "128", "--batch-size", "20", "--device", "cpu", "--threads", "1"]) == 0
+        assert threads == [1] and torch.get_num_threads() == 2  # --threads bounds torch too, for this command only
+    finally:
+        torch.set_num_threads(given)
     store = SaliencyStore(tmp_path / "ncut")
     assert store.meta["num_samples"] == 60 and store.meta["source"] == "ncut"
     assert main(["saliency", str(coco_shards), "--out", str(tmp_path / "gt"), "--source", "gt"]) == 0

@@ -20,6 +20,7 @@ from viewkit.loaders.dataset import open_dataset
 from viewkit.saliency import SaliencyStore
 from viewkit.saliency import sources
 from viewkit.trainer import checkpoint as ckpt
+from viewkit.trainer.loop import cpu_threads
 from viewkit.trainer.nets import Backbone
 
 
@@ -35,6 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--top-k", type=int, default=8)
     parser.add_argument("--min-cells", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=0,
+                        help="CPU threads: DALI's, and torch's on the CPU (default: all cores)")
 
 
 def load_trunk(checkpoint: str | None, arch: str, random_init: bool) -> tuple[torch.nn.Module, str | None]:
@@ -59,9 +62,11 @@ def run(args: argparse.Namespace) -> int:
         checkpoint = None
     else:
         trunk, checkpoint = load_trunk(args.checkpoint, args.arch, args.random_init)
-        boxes, scores, counts = sources.ncut_regions(args.shards, trunk, resolution=args.resolution,
-                                                     batch_size=args.batch_size, device=args.device,
-                                                     top_k=args.top_k, min_cells=args.min_cells)
+        with cpu_threads(args.threads, args.device):
+            boxes, scores, counts = sources.ncut_regions(args.shards, trunk, resolution=args.resolution,
+                                                         batch_size=args.batch_size, device=args.device,
+                                                         top_k=args.top_k, min_cells=args.min_cells,
+                                                         threads=args.threads)
     meta = SaliencyStore(args.out).write(boxes, scores, counts, source=args.source, checkpoint=checkpoint,
                                          shards=open_dataset(args.shards))
     seconds = time.perf_counter() - started
