@@ -141,6 +141,10 @@ def test_threads_bound_torch_in_cpu_training_and_evaluation_and_are_given_back(e
         assert main(["eval", "knn", "--random-init", "--arch", "resnet18", "--train", str(embedded_shards), "--val",
                      str(embedded_shards), "--resolution", "32", "--device", "cpu", "--threads", "1"]) == 0
         assert seen == [1] and torch.get_num_threads() == 2
+        with pytest.raises(ValueError, match="threads -1: 0 \\(every core\\) or a positive count"):
+            train(small_config("moco_v2", threads=-1), embedded_shards, tmp_path / "bad", progress=False, max_steps=1)
+        assert main(["eval", "knn", "--random-init", "--arch", "resnet18", "--train", str(embedded_shards), "--val",
+                     str(embedded_shards), "--device", "cpu", "--threads", "-1"]) == 2
     finally:
         torch.set_num_threads(given)
 

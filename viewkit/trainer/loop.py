@@ -147,6 +147,8 @@ def train(config: TrainConfig, data: str, out: str | Path, resume: bool = False,
 @contextlib.contextmanager
 def cpu_threads(threads: int, device: str):
     """torch's compute threads at `threads` on the CPU (0: torch's own setting), as before after."""
+    if threads < 0:
+        raise ValueError(f"threads {threads}: 0 (every core) or a positive count")
     given = torch.get_num_threads()
     if device == "cpu" and threads:
         torch.set_num_threads(threads)
