@@ -59,6 +59,35 @@ def test_nt_xent_by_hand():
     assert nt_xent(z1, z2, t).item() == pytest.approx(total / 4, rel=1e-6)
 
 
+
+def test_leoclr_end_to_end_attracts_each_crop_to_the_original_only_by_hand():
+    """The variant's loss is NT-Xent(u, v1) + NT-Xent(u, v2) by hand: no term compares the two
+    crops; gradients reach the crops (no stop-gradient end to end), unlike the MoCo variant."""
+    from viewkit.trainer.leoclr import build
+
+    model = build("resnet18", dim=8, hidden=16, queue=64, momentum=0.99, temperature=0.5, end_to_end=True)
+    model.backbone, model.projector = torch.nn.Flatten(), torch.nn.Identity()  # embeddings = the inputs
+    original = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    crop1 = torch.tensor([[1.0, 1.0], [-1.0, 1.0]], requires_grad=True)
+    crop2 = torch.tensor([[2.0, -1.0], [0.5, 3.0]], requires_grad=True)
+    loss, _ = model({"original": original, "global": [crop1, crop2]})
+    t, expected = 0.5, 0.0
+    for crop in (crop1, crop2):
+        z = F.normalize(torch.cat([original, crop.detach()]), dim=1).double()  # u_1, u_2, v_1, v_2
+        for i in range(4):
+            denominator = sum(math.exp(float(z[i] @ z[m]) / t) for m in range(4) if m != i)
+            expected += -math.log(math.exp(float(z[i] @ z[(i + 2) % 4]) / t) / denominator) / 4
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    loss.backward()
+    assert crop1.grad.abs().sum() > 0 and crop2.grad.abs().sum() > 0
+
+    momentum_variant = build("resnet18", dim=8, hidden=16, queue=64, momentum=0.99, temperature=0.2,
+                             end_to_end=False)
+    images = [torch.randn(4, 3, 32, 32, requires_grad=True) for _ in range(3)]
+    loss, _ = momentum_variant({"original": images[0], "global": images[1:]})
+    loss.backward()
+    assert images[0].grad.abs().sum() > 0 and images[1].grad is None and images[2].grad is None  # sg(v1), sg(v2)
+
 def test_ema_update_and_momentum_schedule():
     online, target = torch.nn.Linear(2, 1), torch.nn.Linear(2, 1)
     before = target.weight.detach().clone()
@@ -328,11 +357,11 @@ def test_logo_frozen_critic_pass_leaves_batchnorm_statistics_alone():
 
 
 def test_sgcl_weights_and_nearest_neighbours_by_hand():
-    from viewkit.trainer.sgcl import SGCL
+    from viewkit.trainer.sgcl import SGCL, remember
 
     model = SGCL("resnet18", dim=2, hidden=8, base_momentum=0.99, gamma=0.5, neighbours=2, queue=4)
     assert model.inter_loss(torch.ones(1, 2), torch.ones(1)).item() == 0.0  # memory still empty
-    model.remember(torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [1.0, 1.0]]))
+    remember(model, torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [1.0, 1.0]]))
     prediction = torch.tensor([[1.0, 0.2]])
     weight = torch.tensor([0.25]) ** 0.5  # P = 0.25, gamma = 0.5
     # Nearest two by cosine: [1, 0] and [1, 1]/sqrt(2).
@@ -340,6 +369,42 @@ def test_sgcl_weights_and_nearest_neighbours_by_hand():
     expected = sum(2 - 2 * float(p @ F.normalize(torch.tensor(n), dim=0)) for n in ([1.0, 0.0], [1.0, 1.0])) / 2
     assert model.inter_loss(prediction, weight).item() == pytest.approx(0.5 * expected, rel=1e-5)
 
+
+
+def test_sgcl_on_simclr_weights_nt_xent_and_takes_neighbours_as_anchors_by_hand():
+    from viewkit.trainer.sgcl import build, remember
+
+    model = build("resnet18", dim=2, hidden=8, base_momentum=0.99, gamma=0.5, neighbours=2, queue=4, base="simclr",
+                  temperature=0.5)
+    z1 = torch.tensor([[1.0, 0.2], [-0.3, 1.0]], requires_grad=True)
+    z2 = torch.tensor([[1.0, 1.0], [0.5, -1.0]], requires_grad=True)
+    weight = torch.tensor([0.25, 0.81]) ** 0.5  # P = 0.25 and 0.81, gamma = 0.5
+    t = 0.5
+    z = F.normalize(torch.cat([z1, z2]), dim=1).double().detach()
+    per_anchor = []
+    for i in range(4):
+        denominator = sum(math.exp(float(z[i] @ z[m]) / t) for m in range(4) if m != i)
+        per_anchor.append(-math.log(math.exp(float(z[i] @ z[(i + 2) % 4]) / t) / denominator))
+    intra = sum(float(weight[b]) * (per_anchor[b] + per_anchor[b + 2]) / 2 for b in range(2)) / 2
+    assert model.intra_loss(z1, z2, weight).item() == pytest.approx(intra, rel=1e-5)
+    assert model.intra_loss(z1, z2, torch.ones(2)).item() == pytest.approx(nt_xent(z1, z2, t).item(), rel=1e-6)
+
+    assert model.inter_loss(z1, z2, weight).item() == 0.0  # memory still empty
+    stored = [[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [1.0, 1.0]]
+    remember(model, torch.tensor(stored))
+    memory = F.normalize(torch.tensor(stored, dtype=torch.float64), dim=1)
+    # By cosine: image 0 ([1, 0.2]) is nearest [1, 0] and [1, 1]; image 1 ([-0.3, 1]) [0, 1] and [1, 1].
+    neighbours = {0: [memory[0], memory[3]], 1: [memory[1], memory[3]]}
+    positives = z[2:]
+    inter = 0.0
+    for b in range(2):
+        for n in neighbours[b]:
+            logits = [float(n @ positives[k]) / t for k in range(2)]
+            inter += float(weight[b]) * -math.log(math.exp(logits[b]) / sum(math.exp(x) for x in logits)) / 4
+    loss = model.inter_loss(z1, z2, weight)
+    assert loss.item() == pytest.approx(inter, rel=1e-5)
+    loss.backward()
+    assert z1.grad is None and z2.grad.abs().sum() > 0  # z(B'_i) only picks its neighbours
 
 @pytest.mark.parametrize("optimizer", ["sgd", "lars"])
 def test_linear_probe_learns_separable_features(optimizer):

@@ -30,11 +30,12 @@ def negative_cosine(prediction: torch.Tensor, target: torch.Tensor) -> torch.Ten
     return -F.cosine_similarity(prediction, target.detach(), dim=-1).mean()
 
 
-def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
-    """SimCLR's NT-Xent over the 2B views of a batch (Chen et al. 2020, Eq. 1)."""
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float, reduction: str = "mean") -> torch.Tensor:
+    """SimCLR's NT-Xent over the 2B views of a batch (Chen et al. 2020, Eq. 1); with
+    reduction "none", one loss per anchor [2B]: z1's anchors, then z2's."""
     z = F.normalize(torch.cat([z1, z2]), dim=1)  # [2B, D]
     similarity = z @ z.T / temperature
     similarity.fill_diagonal_(float("-inf"))
     b = len(z1)
     targets = torch.cat([torch.arange(b, 2 * b), torch.arange(0, b)]).to(z.device)
-    return F.cross_entropy(similarity, targets)
+    return F.cross_entropy(similarity, targets, reduction=reduction)

@@ -1,4 +1,4 @@
-"""Methods by name: (class, defaults, recipe preset). A dict, nothing more."""
+"""Methods by name: (class or builder, defaults, recipe preset). A dict, nothing more."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ METHODS = {
     "byol": (byol.BYOL, byol.DEFAULTS, "byol"),
     "simsiam": (simsiam.SimSiam, simsiam.DEFAULTS, "simsiam"),
     "simclr": (simclr.SimCLR, simclr.DEFAULTS, "simclr"),
-    "leoclr": (leoclr.LeOCLR, leoclr.DEFAULTS, "leoclr"),
+    "leoclr": (leoclr.build, leoclr.DEFAULTS, "leoclr"),
     "logo_moco": (logo.LoGo, logo.DEFAULTS, "logo"),
     "logo_simsiam": (logo.LoGoSimSiam, logo.SIMSIAM_DEFAULTS, "logo"),
     "regioncl": (regioncl.RegionCL, regioncl.DEFAULTS, "regioncl"),
     "regioncl_simsiam": (regioncl.RegionCLSimSiam, regioncl.SIMSIAM_DEFAULTS, "regioncl"),
-    "sgcl": (sgcl.SGCL, sgcl.DEFAULTS, "sgcl"),
+    "sgcl": (sgcl.build, sgcl.DEFAULTS, "sgcl"),
     "scd_moco": (scd.SCDMoCo, scd.MOCO_DEFAULTS, "moco_v2"),
     "scd_byol": (scd.SCDBYOL, scd.BYOL_DEFAULTS, "scd"),
 }

@@ -12,6 +12,16 @@ Target EMA 0.99 -> 1. Regions come from the SaliencyStore the trainer refreshes 
 choices: the queue holds L2-normalised target projections of B''_i (t x B a step, 65,536
 by default) and L_inter is 0 until it holds l entries; per-image terms are averaged over
 the batch; the predictions are symmetrised as in BYOL's Eq. 3.
+
+On SimCLR (`base: simclr`; the paper's "Extension to other frameworks", +3.2 mAP on VOC07,
+given without equations): one encoder, no predictor or target, and L SimCLR's NT-Xent.
+choices: L_intra weights each image's two NT-Xent anchors of pair i by P_i^gamma; L_inter
+follows NNCLR, which the paper names as its source: each of the l nearest neighbours of
+z(B'_i) in the queue (projections of B''_i, without gradient) stands in for z(B'_i) as the
+anchor of an InfoNCE whose positive is z(B''_i) and whose negatives are the batch's other
+z(B''); P_i^gamma-weighted, averaged over i, the neighbours and the batch. Temperature
+`temperature` (0.1, viewkit's SimCLR default); the head keeps `dim` and `hidden`.
+BYOL's `base_momentum` and SimCLR's `temperature` are accepted and unused by the other base.
 """
 
 from __future__ import annotations
@@ -20,12 +30,46 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from viewkit.trainer.losses import byol_loss
+from viewkit.trainer.losses import byol_loss, nt_xent
 from viewkit.trainer.nets import Backbone, ema_update, frozen_copy, mlp
 from viewkit.trainer.queue import gather_from_ranks
 from viewkit.trainer.schedules import ema_momentum
 
-DEFAULTS = {"dim": 256, "hidden": 4096, "base_momentum": 0.99, "gamma": 0.5, "neighbours": 5, "queue": 65536}
+DEFAULTS = {"dim": 256, "hidden": 4096, "base_momentum": 0.99, "gamma": 0.5, "neighbours": 5, "queue": 65536,
+            "base": "byol", "temperature": 0.1}
+
+
+def build(arch, dim, hidden, base_momentum, gamma, neighbours, queue, base, temperature):
+    if base == "byol":
+        return SGCL(arch, dim, hidden, base_momentum, gamma, neighbours, queue)
+    if base == "simclr":
+        return SGCLSimCLR(arch, dim, hidden, gamma, neighbours, queue, temperature)
+    raise ValueError(f"sgcl base {base!r}: 'byol' (the paper's) or 'simclr' (its extension)")
+
+
+def add_memory(model: nn.Module, size: int, dim: int) -> None:
+    model.register_buffer("memory", torch.zeros(size, dim))
+    model.register_buffer("filled", torch.zeros((), dtype=torch.long))
+    model.register_buffer("pointer", torch.zeros((), dtype=torch.long))
+
+
+def nearest_in_memory(model: nn.Module, queries: torch.Tensor, count: int) -> torch.Tensor | None:
+    """The count nearest entries of the memory by cosine, [B, count, D]; None until it holds count."""
+    if model.filled < count:
+        return None
+    memory = model.memory[: int(model.filled)]
+    similarity = F.normalize(queries.detach(), dim=1) @ memory.T  # [B, filled]
+    return memory[similarity.topk(count, dim=1).indices]
+
+
+@torch.no_grad()
+def remember(model: nn.Module, projections: torch.Tensor) -> None:
+    memory = model.memory
+    projections = gather_from_ranks(F.normalize(projections, dim=1))[-len(memory):]
+    positions = (model.pointer + torch.arange(len(projections), device=projections.device)) % len(memory)
+    memory[positions] = projections
+    model.pointer.copy_((model.pointer + len(projections)) % len(memory))
+    model.filled.copy_(torch.clamp(model.filled + len(projections), max=len(memory)))
 
 
 class SGCL(nn.Module):
@@ -35,9 +79,7 @@ class SGCL(nn.Module):
         self.projector, self.predictor = mlp([self.backbone.dim, hidden, dim]), mlp([dim, hidden, dim])
         self.target_backbone, self.target_projector = frozen_copy(self.backbone), frozen_copy(self.projector)
         self.base_momentum, self.gamma, self.neighbours = base_momentum, gamma, neighbours
-        self.register_buffer("memory", torch.zeros(queue, dim))
-        self.register_buffer("filled", torch.zeros((), dtype=torch.long))
-        self.register_buffer("pointer", torch.zeros((), dtype=torch.long))
+        add_memory(self, queue, dim)
 
     def online(self, images):
         return self.predictor(self.projector(self.backbone(images)))
@@ -48,21 +90,11 @@ class SGCL(nn.Module):
 
     def inter_loss(self, prediction: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         """Weighted BYOL loss of each prediction to its l nearest neighbours in the memory."""
-        if self.filled < self.neighbours:
+        nearest = nearest_in_memory(self, prediction, self.neighbours)  # [B, l, D]
+        if nearest is None:
             return prediction.sum() * 0.0
-        memory = self.memory[: int(self.filled)]
-        similarity = F.normalize(prediction, dim=1) @ memory.T  # [B, filled]
-        nearest = memory[similarity.topk(self.neighbours, dim=1).indices]  # [B, l, D]
         losses = byol_loss(prediction[:, None, :].expand_as(nearest), nearest)  # [B, l]
         return (weight[:, None] * losses).mean()
-
-    @torch.no_grad()
-    def remember(self, projections: torch.Tensor) -> None:
-        projections = gather_from_ranks(F.normalize(projections, dim=1))[-len(self.memory):]
-        positions = (self.pointer + torch.arange(len(projections), device=projections.device)) % len(self.memory)
-        self.memory[positions] = projections
-        self.pointer.copy_((self.pointer + len(projections)) % len(self.memory))
-        self.filled.copy_(torch.clamp(self.filled + len(projections), max=len(self.memory)))
 
     def forward(self, batch: dict):
         crops = batch["saliency"]  # [t, 2, B, 3, S, S]
@@ -78,7 +110,7 @@ class SGCL(nn.Module):
             inter = inter + self.inter_loss(p1, weight)
             targets.append(z2)
         inter = inter / crops.shape[0]
-        self.remember(torch.cat(targets))
+        remember(self, torch.cat(targets))
         return intra + inter, {"loss_intra": intra.detach(), "loss_inter": inter.detach()}
 
     @torch.no_grad()
@@ -86,3 +118,42 @@ class SGCL(nn.Module):
         momentum = ema_momentum(step, total_steps, self.base_momentum)
         ema_update(self.target_backbone, self.backbone, momentum)
         ema_update(self.target_projector, self.projector, momentum)
+
+
+class SGCLSimCLR(nn.Module):
+    def __init__(self, arch, dim, hidden, gamma, neighbours, queue, temperature):
+        super().__init__()
+        self.backbone = Backbone(arch)
+        self.projector = mlp([self.backbone.dim, hidden, dim], batch_norm=False)
+        self.gamma, self.neighbours, self.temperature = gamma, neighbours, temperature
+        add_memory(self, queue, dim)
+
+    def intra_loss(self, z1: torch.Tensor, z2: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        per_anchor = nt_xent(z1, z2, self.temperature, reduction="none").view(2, -1)  # [2, B]
+        return (weight * per_anchor.mean(0)).mean()
+
+    def inter_loss(self, z1: torch.Tensor, z2: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        nearest = nearest_in_memory(self, z1, self.neighbours)  # [B, l, D]
+        if nearest is None:
+            return z2.sum() * 0.0
+        logits = torch.einsum("bld,kd->lbk", nearest, F.normalize(z2, dim=1)) / self.temperature  # [l, B, B]
+        targets = torch.arange(len(z2), device=z2.device).expand(self.neighbours, -1)
+        losses = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none").view(self.neighbours, -1)
+        return (weight * losses).mean()
+
+    def forward(self, batch: dict):
+        crops = batch["saliency"]  # [t, 2, B, 3, S, S]
+        weights = batch["saliency_scores"].clamp_min(0) ** self.gamma  # [B, t]
+        intra = inter = 0.0
+        seconds = []
+        for i in range(crops.shape[0]):
+            z1, z2 = self.projector(self.backbone(crops[i, 0])), self.projector(self.backbone(crops[i, 1]))
+            intra = intra + self.intra_loss(z1, z2, weights[:, i])
+            inter = inter + self.inter_loss(z1, z2, weights[:, i])
+            seconds.append(z2.detach())
+        inter = inter / crops.shape[0]
+        remember(self, torch.cat(seconds))
+        return intra + inter, {"loss_intra": intra.detach(), "loss_inter": inter.detach()}
+
+    def after_step(self, step: int, total_steps: int) -> None:
+        pass
