@@ -127,6 +127,21 @@ def test_a_run_folder_is_resumed_with_its_own_config_or_refused(embedded_shards,
     assert torch.load(tmp_path / "run" / "checkpoint-last.pt", weights_only=False)["step"] == 2
 
 
+
+def test_resume_reads_method_options_a_run_predates_as_their_defaults():
+    """A run saved before sgcl had `base` and `temperature` resumes under the shipped config
+    that names them at their defaults; a value other than the default is still refused."""
+    from dataclasses import asdict
+
+    from viewkit.trainer.config import resume_conflicts
+
+    older = asdict(small_config("sgcl"))
+    newer = small_config("sgcl", method_options=SMALL_OPTIONS["sgcl"] | {"base": "byol", "temperature": 0.1})
+    assert resume_conflicts(older, newer) == []
+    other_base = small_config("sgcl", method_options=SMALL_OPTIONS["sgcl"] | {"base": "simclr"})
+    conflicts = resume_conflicts(older, other_base)
+    assert len(conflicts) == 1 and conflicts[0].startswith("method_options: ") and "'simclr'" in conflicts[0]
+
 def test_threads_bound_torch_in_cpu_training_and_evaluation_and_are_given_back(embedded_shards, tmp_path, monkeypatch):
     import viewkit.trainer.loop as loop
 

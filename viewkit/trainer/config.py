@@ -83,11 +83,19 @@ class TrainConfig:
 
 def resume_conflicts(saved: dict, config: TrainConfig) -> list[str]:
     """The keys where a checkpoint's config and `config` disagree on what is trained, as
-    "key: saved -> given"; keys a checkpoint from an older version lacks read as their default."""
+    "key: saved -> given"; keys a checkpoint from an older version lacks read as their default,
+    and so do method options (a method that gained an option still resumes its older runs)."""
+    from viewkit.trainer.methods import METHODS
+
     defaults = dataclasses.asdict(TrainConfig())
     given = dataclasses.asdict(config)
-    return [f"{key}: {saved.get(key, defaults[key])!r} -> {value!r}" for key, value in given.items()
-            if key not in RESUME_MAY_CHANGE and saved.get(key, defaults[key]) != value]
+    saved = {key: saved.get(key, defaults[key]) for key in given}
+    option_defaults = METHODS[config.method][1] if config.method in METHODS else {}
+    if saved["method"] == config.method:
+        saved["method_options"] = option_defaults | saved["method_options"]
+        given["method_options"] = option_defaults | given["method_options"]
+    return [f"{key}: {saved[key]!r} -> {value!r}" for key, value in given.items()
+            if key not in RESUME_MAY_CHANGE and saved[key] != value]
 
 
 def _parse(value: str):
