@@ -22,8 +22,8 @@ from torch import nn
 
 from viewkit.trainer.losses import info_nce, nt_xent
 from viewkit.trainer.moco import MomentumEncoder
-from viewkit.trainer.nets import Backbone, mlp
 from viewkit.trainer.queue import KeyQueue
+from viewkit.trainer.simclr import SimCLR
 
 DEFAULTS = {"dim": 128, "hidden": 2048, "queue": 65536, "momentum": 0.999, "temperature": 0.2, "end_to_end": False}
 
@@ -58,17 +58,10 @@ class LeOCLR(nn.Module):
         pass
 
 
-class LeOCLREndToEnd(nn.Module):
-    def __init__(self, arch: str, dim: int, hidden: int, temperature: float):
-        super().__init__()
-        self.backbone = Backbone(arch)
-        self.projector = mlp([self.backbone.dim, hidden, dim], batch_norm=False)
-        self.temperature = temperature
+class LeOCLREndToEnd(SimCLR):
+    """SimCLR's encoder and head; only the pairs the loss attracts differ."""
 
     def forward(self, batch: dict):
         crop1, crop2 = batch["global"]
         u, v1, v2 = (self.projector(self.backbone(images)) for images in (batch["original"], crop1, crop2))
         return nt_xent(u, v1, self.temperature) + nt_xent(u, v2, self.temperature), {}
-
-    def after_step(self, step: int, total_steps: int) -> None:
-        pass
