@@ -210,6 +210,18 @@ def test_view_grid_is_logged_once_per_epoch_also_on_the_in_memory_ceiling(embedd
     assert logged == [0]
 
 
+class RunsCode:
+    """What a crafted checkpoint holds: unpickling it would run a shell command."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
 def test_train_and_eval_commands(embedded_shards, tmp_path, capsys):
     config = tmp_path / "c.yaml"
     config.write_text("method: simsiam\narch: resnet18\nepochs: 1\nbatch_size: 20\ndevice: cpu\nprecision: fp32\n")
@@ -240,12 +252,21 @@ def test_train_and_eval_commands(embedded_shards, tmp_path, capsys):
     whole = (tmp_path / "run" / "checkpoint-last.pt").read_bytes()
     (tmp_path / "cut.pt").write_bytes(whole[: len(whole) // 2])  # a copy that stopped half-way
     torch.save({"state_dict": {}}, tmp_path / "foreign.pt")
+    marker = tmp_path / "code-ran"
+    torch.save({"arch": "resnet18", "backbone": RunsCode(marker)}, tmp_path / "evil.pt")
     for name, named in (("cut.pt", "not a readable checkpoint"),
-                        ("foreign.pt", "not a viewkit checkpoint, it lacks ['arch', 'backbone']")):
+                        ("foreign.pt", "not a viewkit checkpoint, it lacks ['arch', 'backbone']"),
+                        ("evil.pt", "refused: it holds posix.system")):
         for command in (["eval", "knn", "--train", str(embedded_shards), "--val", str(embedded_shards)],
                         ["saliency", str(embedded_shards), "--out", str(tmp_path / "store"), "--device", "cpu"]):
             assert main([*command, "--checkpoint", str(tmp_path / name)]) == 2
             assert f"{tmp_path / name}: {named}" in capsys.readouterr().err
+    (tmp_path / "run" / "evil.pt").write_bytes((tmp_path / "evil.pt").read_bytes())
+    (tmp_path / "run" / "evil.pt").replace(tmp_path / "run" / "checkpoint-last.pt")
+    assert main(["train", str(config), "--data", str(embedded_shards), "--out", str(tmp_path / "run"), "--quiet",
+                 "--resume", "method_options.dim=64", "recipe_overrides.global_size=32", "threads=2"]) == 2
+    assert "checkpoint-last.pt: refused" in capsys.readouterr().err
+    assert not marker.exists()  # the crafted pickle never ran
 
 
 def test_scd_fg_features_are_the_saliency_pooled_map_of_the_checkpoint(embedded_shards, tmp_path, capsys):

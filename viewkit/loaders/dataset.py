@@ -37,8 +37,36 @@ class ShardSet:
         return bool(self.manifest["classes"]) and self.manifest["source"] != "coco"
 
 
+# sha256 of tars hashed in this process, by (path, size, mtime): a loader built again every
+# epoch, or one per evaluation, hashes each shard once per process.
+_HASHED: dict[tuple[str, int, int], str] = {}
+
+
+def _tar_sha256(tar: Path) -> str:
+    stat = tar.stat()
+    key = (str(tar), stat.st_size, stat.st_mtime_ns)
+    if key not in _HASHED:
+        _HASHED[key] = fmt.sha256_file(tar)
+    return _HASHED[key]
+
+
+def _index_count(index_bytes: bytes, index: Path) -> int:
+    """The sample count an index holds, from its header and its lines (they must agree)."""
+    lines = index_bytes.split(b"\n")
+    try:
+        header_count = int(lines[0].split()[1])
+    except (IndexError, ValueError):
+        raise ValueError(f"{index}: not a webdataset index (first line {lines[0][:60]!r})") from None
+    line_count = len([line for line in lines[1:] if line.strip()])
+    if header_count != line_count:
+        raise ValueError(f"{index}: header says {header_count} samples, the file lists {line_count}")
+    return header_count
+
+
 def open_dataset(path: str | os.PathLike, *, verify_checksums: bool = False) -> ShardSet:
-    """Checks files, sizes and index hashes (cheap); `verify_checksums` also hashes every tar."""
+    """Checks files, sizes, index hashes and sample counts (cheap); `verify_checksums` also
+    hashes every tar, once per process, so that damaged bytes never train silently (DALI's
+    decoder turns many damaged JPEGs into garbage pixels without an error)."""
     path = Path(path)
     manifest_path = path / fmt.MANIFEST_NAME if path.is_dir() else path
     if manifest_path.name != fmt.MANIFEST_NAME or not manifest_path.exists():
@@ -56,14 +84,22 @@ def open_dataset(path: str | os.PathLike, *, verify_checksums: bool = False) -> 
         if tar.stat().st_size != shard["bytes"]:
             raise ValueError(f"{tar}: {tar.stat().st_size} bytes, the manifest says {shard['bytes']}; "
                              "the shard was changed or truncated: run `viewkit verify` and re-shard")
-        if hashlib.sha256(index.read_bytes()).hexdigest() != shard["index_sha256"]:
+        index_bytes = index.read_bytes()
+        if hashlib.sha256(index_bytes).hexdigest() != shard["index_sha256"]:
             raise ValueError(f"{index}: does not match its tar (stale index: its sha256 differs from the "
                              f"manifest); re-run `viewkit shard` or restore the index")
-        if verify_checksums and fmt.sha256_file(tar) != shard["sha256"]:
-            raise ValueError(f"{tar}: sha256 differs from the manifest; run `viewkit verify {root}`")
+        if _index_count(index_bytes, index) != shard["samples"]:
+            raise ValueError(f"{index}: holds {_index_count(index_bytes, index)} samples, {manifest_path} says "
+                             f"{shard['samples']}; samples would be dropped or repeated: run `viewkit verify {root}`")
+        if verify_checksums and _tar_sha256(tar) != shard["sha256"]:
+            raise ValueError(f"{tar}: sha256 differs from the manifest, the shard's bytes changed; run "
+                             f"`viewkit verify {root}` to name the samples, then re-run `viewkit shard` to repair it")
         tars.append(str(tar))
         indices.append(str(index))
         counts.append(shard["samples"])
+    if sum(counts) != manifest["num_samples"]:
+        raise ValueError(f"{manifest_path}: num_samples is {manifest['num_samples']}, its shards hold {sum(counts)}; "
+                         f"run `viewkit verify {root}`")
     return ShardSet(root, manifest, tuple(tars), tuple(indices), tuple(counts))
 
 

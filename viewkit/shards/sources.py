@@ -35,8 +35,47 @@ class SourceListing:
     rejected: list[dict]  # [{"path", "reason"}] known before any decoding
 
 
-def _walk_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file())
+def _walk_files(top: Path, rel_to: Path) -> tuple[list[Path], list[dict]]:
+    """Every file under `top` in sorted order, and the entries that cannot be inputs.
+
+    Symlinked folders and files are followed: ImageNet subsets are often folders of links,
+    and `Path.rglob` (before Python 3.13) skips linked folders without a word. A link
+    that points nowhere, or back into its own ancestry, is a rejection, so that
+    inputs = written + rejected holds.
+    """
+    files, rejected = [], []
+
+    def reject(path: Path, reason: str) -> None:
+        rejected.append({"path": path.relative_to(rel_to).as_posix(), "reason": reason})
+
+    def visit(folder: Path, ancestors: frozenset[str]) -> None:
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as e:
+            reject(folder, f"unreadable folder ({e.strerror or e})")
+            return
+        for entry in entries:
+            path = Path(entry.path)
+            try:
+                is_dir, is_file = entry.is_dir(), entry.is_file()
+            except OSError as e:  # ELOOP: a link that points at itself
+                reject(path, f"symlink that cannot be resolved ({e.strerror or e})")
+                continue
+            if is_dir:
+                real = os.path.realpath(path)
+                if real in ancestors:
+                    reject(path, f"symlink loop: points back to its ancestor {real}")
+                else:
+                    visit(path, ancestors | {real})
+            elif is_file:
+                files.append(path)
+            elif entry.is_symlink():
+                reject(path, f"dangling symlink to {os.readlink(path)}")
+            else:
+                reject(path, "not a regular file")
+
+    visit(top, frozenset({os.path.realpath(top)}))
+    return sorted(files), rejected
 
 
 def _is_image(path: Path) -> bool:
@@ -56,14 +95,17 @@ def folder_items(src: str | os.PathLike) -> SourceListing:
     items, rejected = [], []
     if not class_dirs:
         classes = []
-        for path in _walk_files(root):
+        files, rejected = _walk_files(root, root)
+        for path in files:
             if _is_image(path):
                 items.append(SourceItem(str(path), path.relative_to(root).as_posix(), -1))
             else:
                 rejected.append(_not_image(root, path))
         return SourceListing("folder", str(root), items, classes, rejected)
     classes = [{"index": i, "id": d.name, "name": d.name} for i, d in enumerate(class_dirs)]
-    for path in _walk_files(root):
+    index_of = {c["id"]: c["index"] for c in classes}
+    files, rejected = _walk_files(root, root)
+    for path in files:
         rel = path.relative_to(root)
         if len(rel.parts) == 1 or rel.parts[0].startswith("."):
             rejected.append({"path": rel.as_posix(), "reason": "outside any class folder"})
@@ -71,8 +113,7 @@ def folder_items(src: str | os.PathLike) -> SourceListing:
         if not _is_image(path):
             rejected.append(_not_image(root, path))
             continue
-        index = next(c["index"] for c in classes if c["id"] == rel.parts[0])
-        items.append(SourceItem(str(path), rel.as_posix(), index, rel.parts[0]))
+        items.append(SourceItem(str(path), rel.as_posix(), index_of[rel.parts[0]], rel.parts[0]))
     return SourceListing("folder", str(root), items, classes, rejected)
 
 
@@ -134,7 +175,8 @@ def imagenet_items(src: str | os.PathLike, split: str, labels_file: str | None =
         unknown = sorted(set(wnid_dirs) - set(index_of))
         if unknown:
             raise ValueError(f"{split_dir}: folders {unknown[:5]} are not in the class list")
-        for path in _walk_files(split_dir):
+        files, rejected = _walk_files(split_dir, root)
+        for path in files:
             rel = path.relative_to(root).as_posix()
             parts = path.relative_to(split_dir).parts
             if len(parts) == 1:
@@ -154,7 +196,8 @@ def imagenet_items(src: str | os.PathLike, split: str, labels_file: str | None =
         if not wnids:
             wnids = sorted({t for t in labels.values() if not t.lstrip("-").isdigit()})
             index_of = {w: i for i, w in enumerate(wnids)}
-        for path in _walk_files(split_dir):
+        files, rejected = _walk_files(split_dir, root)
+        for path in files:
             rel = path.relative_to(root).as_posix()
             token = labels.get(path.stem)
             if not _is_image(path):
@@ -184,8 +227,9 @@ def coco_items(images: str | os.PathLike, annotations: str | None = None) -> Sou
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such folder")
     if annotations is None:
-        items, rejected = [], []
-        for path in _walk_files(root):
+        items = []
+        files, rejected = _walk_files(root, root)
+        for path in files:
             if _is_image(path):
                 items.append(SourceItem(str(path), path.relative_to(root).as_posix(), -1))
             else:

@@ -15,20 +15,19 @@ import json
 import os
 import random
 import time
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
 from viewkit.shards import format as fmt
-from viewkit.shards.encode import Prepared, prepare_image
-from viewkit.shards.sources import SourceItem, SourceListing
+from viewkit.shards.outdir import JOURNAL_NAME, clear_output, damaged_shards, writer_lock
+from viewkit.shards.sources import SourceListing
+from viewkit.shards.samples import component_table, in_order, sample_components
 from viewkit.shards.tarwriter import ShardWriter
 
-JOURNAL_NAME = ".progress.jsonl"
+__all__ = ["JOURNAL_NAME", "ShardOptions", "write_dataset", "clear_output"]
 # Tar overhead of one sample: a header per component, padding of the image, and one
 # block of data for each small component (cls, json, id, label).
 _SAMPLE_OVERHEAD_BYTES = 5 * fmt.TAR_BLOCK + fmt.TAR_BLOCK // 2 + 4 * fmt.TAR_BLOCK
@@ -55,82 +54,17 @@ class ShardOptions:
             raise ValueError(f"quality must be within 1..100, got {self.quality}")
 
 
-def _prepare_file(args: tuple[str, int | None, int, bool]) -> Prepared:
-    path, max_side, quality, full_check = args
-    try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        return Prepared(None, None, None, None, f"unreadable: {e.strerror or e}")
-    return prepare_image(data, max_side=max_side, quality=quality, full_check=full_check)
+_SHARD_KEYS = ("tar", "index", "samples", "bytes", "sha256", "index_sha256", "first_id")
 
 
-def _coco_fields(record: dict, prepared: Prepared) -> tuple[dict, np.ndarray, np.ndarray] | str:
-    """Boxes scaled to the stored image, or the reason the annotations do not fit it."""
-    annotated = tuple(record["annotated_size"])
-    if annotated != prepared.original_size:
-        return f"annotations are for {annotated[0]}x{annotated[1]}, image is {prepared.original_size[0]}x{prepared.original_size[1]}"
-    sx = prepared.stored_size[0] / annotated[0]
-    sy = prepared.stored_size[1] / annotated[1]
-    boxes = [[b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy] for b in record["boxes"]]
-    fields = {
-        "image_id": record["image_id"],
-        "boxes": boxes,
-        "category_ids": record["category_ids"],
-        "coco_category_ids": record["coco_category_ids"],
-        "iscrowd": record["iscrowd"],
-        "area": [a * sx * sy for a in record["area"]],
-        "annotation_ids": record["annotation_ids"],
-    }
-    box_array = np.asarray(boxes, dtype="<f4").reshape(-1, 4)
-    category_array = np.asarray(record["category_ids"], dtype="<i8")
-    return fields, box_array, category_array
-
-
-def sample_components(sample_id: int, item: SourceItem, prepared: Prepared) -> list[tuple[str, bytes]] | str:
-    """The tar members of one sample, or a rejection reason."""
-    meta = {
-        "id": sample_id,
-        "label": item.label,
-        "class_name": item.class_name,
-        "source": item.rel,
-        "original_size": list(prepared.original_size),
-        "stored_size": list(prepared.stored_size),
-        "converted": prepared.conversion,
-        "image_crc32": prepared.crc32,  # lets `verify` name the sample a flipped byte hit
-    }
-    extra = []
-    if item.coco is not None:
-        coco = _coco_fields(item.coco, prepared)
-        if isinstance(coco, str):
-            return coco
-        fields, boxes, categories = coco
-        meta.update(fields)
-        extra = [(fmt.BOXES, boxes.tobytes()), (fmt.CATEGORIES, categories.tobytes())]
-    return [
-        (fmt.IMAGE, prepared.jpeg),
-        (fmt.CLASS_TEXT, str(item.label).encode("ascii")),
-        (fmt.METADATA, fmt.canonical_json(meta).encode("ascii")),
-        (fmt.SAMPLE_ID, np.array([sample_id], dtype="<i8").tobytes()),
-        (fmt.LABEL, np.array([item.label], dtype="<i8").tobytes()),
-        *extra,
-    ]
-
-
-def _prepare_chunk(chunk: list[tuple[str, int | None, int, bool]]) -> list[Prepared]:
-    return [_prepare_file(task) for task in chunk]
-
-
-def _in_order(pool: ThreadPoolExecutor, tasks: list, window: int, chunk: int = 16):
-    """Prepared inputs in task order, at most `window` chunks in flight (pool.map would
-    read every file at once). Chunks, because a future per file cost as much GIL time as
-    checking a pass-through JPEG."""
-    pending = deque()
-    for start in range(0, len(tasks), chunk):
-        pending.append(pool.submit(_prepare_chunk, tasks[start : start + chunk]))
-        if len(pending) >= window:
-            yield from pending.popleft().result()
-    while pending:
-        yield from pending.popleft().result()
+def _shard_entries(done: list[dict]) -> list[dict]:
+    """Manifest entries of journal records. `inputs` is the slice of the shuffled input order
+    a shard was cut from: it lets a later run rewrite that one shard alone."""
+    entries, start = [], 0
+    for record in done:
+        entries.append({key: record[key] for key in _SHARD_KEYS} | {"inputs": [start, record["next_input"]]})
+        start = record["next_input"]
+    return entries
 
 
 def _fingerprint(listing: SourceListing, split: str, options: ShardOptions) -> str:
@@ -174,13 +108,6 @@ def _read_journal(out: Path, fingerprint: str) -> list[dict]:
     return done
 
 
-def clear_output(out: Path) -> None:
-    """Removes what an earlier viewkit run wrote there, and nothing else."""
-    for path in out.iterdir():
-        if path.name in (fmt.MANIFEST_NAME, fmt.REJECTED_NAME, JOURNAL_NAME) or path.suffix in (".tar", ".idx", ".tmp"):
-            path.unlink()
-
-
 def samples_per_shard(listing: SourceListing, options: ShardOptions) -> int:
     if options.shard_samples:
         return options.shard_samples
@@ -190,35 +117,60 @@ def samples_per_shard(listing: SourceListing, options: ShardOptions) -> int:
     return max(1, int(options.shard_size // (mean_bytes + _SAMPLE_OVERHEAD_BYTES)))
 
 
+def shuffled_order(count: int, seed: int) -> list[int]:
+    order = list(range(count))
+    random.Random(seed).shuffle(order)
+    return order
+
+
 def write_dataset(listing: SourceListing, out: str | os.PathLike, *, split: str, options: ShardOptions,
-                  overwrite: bool = False, progress: bool = True, after_shard=None) -> dict:
-    """Shards `listing` into `out`; returns the manifest. `after_shard(record)` is a test hook."""
+                  overwrite: bool = False, progress: bool = True, check_hashes: bool = False,
+                  after_shard=None) -> dict:
+    """Shards `listing` into `out`; returns the manifest. `after_shard(record)` is a test hook.
+
+    A finished dataset of the same inputs and options is checked, not trusted: shards whose
+    files are missing or differ (sizes and indices; tar hashes with `check_hashes`) are
+    written again, byte for byte as before.
+    """
+    if not split or "/" in split or "\\" in split or split.startswith("."):
+        raise ValueError(f"split {split!r} names the shard files ({split}-000000.tar) and must be a plain name "
+                         "such as train or val, without '/' or a leading '.'")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    fingerprint = _fingerprint(listing, split, options)
-    manifest_path = out / fmt.MANIFEST_NAME
-    if overwrite:
-        clear_output(out)
-    elif manifest_path.exists():
-        manifest = json.loads(manifest_path.read_text())
-        if manifest.get("fingerprint") == fingerprint:
-            return manifest | {"already_complete": True}
-        raise FileExistsError(f"{manifest_path} is another dataset; pass --overwrite or choose another folder")
+    with writer_lock(out):
+        fingerprint = _fingerprint(listing, split, options)
+        manifest_path = out / fmt.MANIFEST_NAME
+        if overwrite:
+            clear_output(out)
+        elif manifest_path.exists():
+            manifest = json.loads(manifest_path.read_text())
+            if manifest.get("fingerprint") != fingerprint:
+                raise FileExistsError(f"{manifest_path} is another dataset; pass --overwrite or choose another folder")
+            damaged = damaged_shards(out, manifest, check_hashes)
+            if not damaged:
+                return manifest | {"already_complete": True}
+            from viewkit.shards.repair import repair_shards
 
+            repair_shards(listing, out, manifest, options, damaged, progress=progress)
+            return manifest | {"repaired": [f"{manifest['shards'][i]['tar']} ({why})" for i, why in damaged]}
+        return _write_all(listing, out, split, options, fingerprint, progress, after_shard)
+
+
+def _write_all(listing, out, split, options, fingerprint, progress, after_shard) -> dict:
+    manifest_path = out / fmt.MANIFEST_NAME
     per_shard = samples_per_shard(listing, options)
-    order = list(range(len(listing.items)))
-    random.Random(options.seed).shuffle(order)
+    order = shuffled_order(len(listing.items), options.seed)
+    prefix = split or "data"
     done = _read_journal(out, fingerprint)
     journal = out / JOURNAL_NAME
     with open(journal, "w") as f:  # rewritten: drops any torn or unverified tail
-        f.write(json.dumps({"fingerprint": fingerprint}) + "\n")
+        f.write(json.dumps({"fingerprint": fingerprint, "prefix": prefix}) + "\n")
         for record in done:
             f.write(json.dumps(record) + "\n")
-    shards = [{k: r[k] for k in ("tar", "index", "samples", "bytes", "sha256", "index_sha256", "first_id")} for r in done]
+    shards = _shard_entries(done)
     rejected = [r for record in done for r in record["rejected"]]
-    position = done[-1]["next_input"] if done else 0
+    position = shard_start = done[-1]["next_input"] if done else 0
     next_id = sum(s["samples"] for s in shards)
-    prefix = split or "data"
 
     workers = options.workers or os.cpu_count() or 1
     tasks = [(listing.items[i].path, options.max_side, options.quality, options.full_check) for i in order[position:]]
@@ -226,7 +178,7 @@ def write_dataset(listing: SourceListing, out: str | os.PathLike, *, split: str,
     # encoding (measured: 2 threads convert as fast as 2 processes), and pass-through
     # bytes then need no pickling between processes (which halved throughput).
     pool = ThreadPoolExecutor(workers, thread_name_prefix="viewkit-shard")
-    results = _in_order(pool, tasks, window=4 * workers)
+    results = in_order(pool, tasks, window=4 * workers)
     started = time.perf_counter()
     bar = tqdm(total=len(order), initial=position, unit="img", desc=f"shard {prefix}", disable=not progress)
     writer, shard_rejected = None, []
@@ -244,8 +196,8 @@ def write_dataset(listing: SourceListing, out: str | os.PathLike, *, split: str,
                 next_id += 1
             bar.update(1)
             if writer is not None and (len(writer.samples) == per_shard or position == len(order)):
-                record = writer.finish() | {"first_id": first_id}
-                writer = None
+                record = writer.finish() | {"first_id": first_id, "inputs": [shard_start, position]}
+                writer, shard_start = None, position
                 shards.append(record)
                 rejected += shard_rejected
                 with open(journal, "a") as f:
@@ -276,7 +228,7 @@ def write_dataset(listing: SourceListing, out: str | os.PathLike, *, split: str,
         "num_rejected": len(rejected),
         "samples_per_shard": per_shard,
         "classes": listing.classes,
-        "components": _component_table(has_boxes=any(i.coco is not None for i in listing.items)),
+        "components": component_table(has_boxes=any(i.coco is not None for i in listing.items)),
         "shards": shards,
         "options": {k: v for k, v in asdict(options).items() if k != "workers"},
         "fingerprint": fingerprint,
@@ -285,17 +237,3 @@ def write_dataset(listing: SourceListing, out: str | os.PathLike, *, split: str,
     journal.unlink()
     manifest["seconds"] = time.perf_counter() - started
     return manifest
-
-
-def _component_table(has_boxes: bool) -> dict:
-    table = {
-        fmt.IMAGE: "RGB baseline JPEG",
-        fmt.CLASS_TEXT: "class index as ASCII integer",
-        fmt.METADATA: "sample metadata (docs/format.md)",
-        fmt.SAMPLE_ID: "global sample id, int64 LE",
-        fmt.LABEL: "class index, int64 LE, -1 if none",
-    }
-    if has_boxes:
-        table[fmt.BOXES] = "float32 LE [n, 4] x0 y0 x1 y1 stored pixels"
-        table[fmt.CATEGORIES] = "int64 LE [n] contiguous category index"
-    return table

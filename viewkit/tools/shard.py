@@ -13,10 +13,24 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from pathlib import Path
 
 from viewkit.shards import sources
 from viewkit.shards.writer import ShardOptions, write_dataset
+
+
+_UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
+
+
+def byte_size(text: str) -> int:
+    """Bytes from `1000000`, `500MB`, `1GB`, `1.5GiB` (decimal units, binary with an i)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(?:([kmgt])(i?)b?|(b))?\s*", text, re.IGNORECASE)
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size: write bytes or a unit, e.g. 500MB, 1GB, 2GiB")
+    number, unit, binary, _ = match.groups()
+    scale = 1024 ** "kmgt".index(unit.lower()) * 1024 if binary else _UNITS[(unit or "").lower()]
+    return max(1, int(float(number) * scale))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,7 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default=None, help="ImageNet split folder (train|val); shard name prefix")
     parser.add_argument("--labels", help="ImageNet flat val: LOC_val_solution.csv or 'filename label' lines")
     parser.add_argument("--annotations", help="COCO instances JSON; without it, images only")
-    parser.add_argument("--shard-size", type=int, default=1_000_000_000, help="bytes per shard (target; default 1 GB)")
+    parser.add_argument("--shard-size", type=byte_size, default=1_000_000_000,
+                        help="bytes per shard, units allowed: 500MB, 1GB (a target; default 1GB)")
     parser.add_argument("--shard-samples", type=int, help="samples per shard (overrides --shard-size)")
     parser.add_argument("--max-side", type=int, help="downscale images whose longest side is larger (re-encodes)")
     parser.add_argument("--quality", type=int, default=90, help="JPEG quality of re-encoded images (default 90)")
@@ -34,7 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="global shuffle seed (default 0)")
     parser.add_argument("--full-check", action="store_true",
                         help="also decode pass-through JPEGs while sharding (verify decodes all anyway)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an earlier dataset in OUT")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier dataset in OUT (only the files its manifest names)")
+    parser.add_argument("--check-hashes", action="store_true",
+                        help="when OUT is already complete, also hash every tar (sizes and indices are always checked)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -63,7 +81,7 @@ def shard(args: argparse.Namespace) -> dict:
     options = ShardOptions(shard_size=args.shard_size, shard_samples=args.shard_samples, max_side=args.max_side,
                            quality=args.quality, workers=args.workers, seed=args.seed, full_check=args.full_check)
     return write_dataset(listing, args.out, split=split, options=options, overwrite=args.overwrite,
-                         progress=not args.quiet)
+                         progress=not args.quiet, check_hashes=args.check_hashes)
 
 
 def summary_line(manifest: dict, out: str) -> str:
@@ -74,7 +92,9 @@ def summary_line(manifest: dict, out: str) -> str:
         seconds = manifest["seconds"]
         line += f", {seconds:.1f} s ({manifest['num_inputs'] / max(seconds, 1e-9):.0f} inputs/s)"
     if manifest.get("already_complete"):
-        line += " (already complete: nothing to do)"
+        line += " (already complete: files checked, nothing to do)"
+    if manifest.get("repaired"):
+        line += f" (complete again: rewrote {', '.join(manifest['repaired'])})"
     return line
 
 

@@ -15,8 +15,8 @@ import yaml
 LOADER_OPTIONS = ("hw_decoder_load", "prefetch", "initial_fill", "build_ahead")
 # Keys `--resume` lets differ from the checkpoint's: where and how fast the run goes, and
 # what it reports. Every other key changes what is trained (epochs move the cosine schedule).
-RESUME_MAY_CHANGE = ("device", "threads", "loader_options", "compile", "log_every", "checkpoint_every", "knn_every",
-                     "knn_train", "knn_val", "knn_resolution")
+RESUME_MAY_CHANGE = ("device", "threads", "loader_options", "verify_checksums", "compile", "log_every",
+                     "checkpoint_every", "knn_every", "knn_train", "knn_val", "knn_resolution")
 
 
 @dataclass
@@ -41,6 +41,7 @@ class TrainConfig:
     seed: int = 0
     threads: int = 0  # DALI threads per process, and torch's on the CPU; 0: cores / processes on the host
     loader_options: dict = field(default_factory=dict)  # the training loader's, see LOADER_OPTIONS
+    verify_checksums: bool = True  # hash every shard once at start (README: its cost); false skips it
     log_every: int = 10  # steps between metric lines
     checkpoint_every: int = 10  # epochs between kept checkpoints (checkpoint-last.pt every epoch)
     knn_every: int = 0  # epochs between kNN monitors; 0: off

@@ -174,7 +174,8 @@ def _train(config: TrainConfig, data: str, out: str | Path, resume: bool, progre
     torch.manual_seed(config.seed)
     recipe = recipes.get(config.recipe_name, **config.recipe_overrides)
     loader = ViewLoader(data, recipe, config.batch_size // world, device=config.device, seed=config.seed,
-                        drop_last=True, rank=rank, world_size=world, threads=config.threads, **config.loader_options)
+                        drop_last=True, rank=rank, world_size=world, threads=config.threads,
+                        verify_checksums=config.verify_checksums, **config.loader_options)
     model = build_method(config.method, config.arch, config.method_options).to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)

@@ -1,0 +1,55 @@
+"""The loader refuses shards that would train wrong data without an error: counts that
+disagree with the manifest, and (with verify_checksums) bytes that changed."""
+
+import json
+import shutil
+
+import pytest
+
+from viewkit import ViewLoader, recipes
+from viewkit.loaders import dataset
+from viewkit.shards import format as fmt
+
+
+@pytest.fixture
+def copy_of(embedded_shards, tmp_path):
+    shutil.copytree(embedded_shards, tmp_path / "ds")
+    return tmp_path / "ds"
+
+
+def _loader(shards, **kwargs):
+    return ViewLoader(shards, recipes.get("moco_v2", global_size=32), 4, device="cpu", threads=1, **kwargs)
+
+
+def test_a_count_that_disagrees_with_the_index_is_refused(copy_of):
+    manifest = json.loads((copy_of / fmt.MANIFEST_NAME).read_text())
+    manifest["shards"][1]["samples"] += 1  # would deliver a sample twice, marked valid
+    manifest["num_samples"] += 1
+    (copy_of / fmt.MANIFEST_NAME).write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=rf"{manifest['shards'][1]['index']}: holds 16 samples, .* says 17"):
+        _loader(copy_of)
+    manifest["shards"][1]["samples"] -= 1  # now only the total is off
+    (copy_of / fmt.MANIFEST_NAME).write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="num_samples is 61, its shards hold 60"):
+        _loader(copy_of)
+
+
+def test_changed_bytes_are_caught_by_verify_checksums_once_per_process(copy_of, monkeypatch):
+    shard = fmt.read_manifest(copy_of)["shards"][2]
+    _, offset, size, _ = fmt.parse_index(copy_of / shard["index"])[3][0]
+    with open(copy_of / shard["tar"], "r+b") as f:  # a few flipped bytes inside a JPEG: DALI decodes it anyway
+        f.seek(offset + size // 2)
+        f.write(b"\x13\x37\x13\x37")
+    _loader(copy_of)  # sizes and indices are intact: only hashing sees it
+    with pytest.raises(ValueError, match=rf"{shard['tar']}: sha256 differs from the manifest"):
+        _loader(copy_of, verify_checksums=True)
+
+
+
+def test_each_shard_is_hashed_once_per_process(embedded_shards, monkeypatch):
+    hashed, sha256_file = [], fmt.sha256_file
+    monkeypatch.setattr(dataset, "_HASHED", {})
+    monkeypatch.setattr(fmt, "sha256_file", lambda path: hashed.append(path) or sha256_file(path))
+    for _ in range(3):  # e.g. a loader per epoch, and one per evaluation
+        _loader(embedded_shards, verify_checksums=True)
+    assert len(hashed) == len(set(hashed)) == len(fmt.read_manifest(embedded_shards)["shards"])
