@@ -53,3 +53,14 @@ def test_each_shard_is_hashed_once_per_process(embedded_shards, monkeypatch):
     for _ in range(3):  # e.g. a loader per epoch, and one per evaluation
         _loader(embedded_shards, verify_checksums=True)
     assert len(hashed) == len(set(hashed)) == len(fmt.read_manifest(embedded_shards)["shards"])
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(batch_size=True), "batch_size=True must be a positive integer"),
+    (dict(rank="1", world_size=2), "rank='1' must be an integer"),
+    (dict(rank=0, world_size=61, drop_last=False), "world size 61 is larger than the 60 samples"),
+])
+def test_arguments_that_would_fail_later_are_refused_at_construction(embedded_shards, kwargs, message):
+    kwargs = dict(batch_size=4) | kwargs
+    with pytest.raises(ValueError, match=message):
+        ViewLoader(embedded_shards, "moco_v2", kwargs.pop("batch_size"), device="cpu", **kwargs)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,10 +64,30 @@ def _index_count(index_bytes: bytes, index: Path) -> int:
     return header_count
 
 
-def open_dataset(path: str | os.PathLike, *, verify_checksums: bool = False) -> ShardSet:
+def _check_checksums(root: Path, shards: list[dict], part: tuple[int, int]) -> None:
+    """Hashes this rank's share of the tars, on several threads (hashlib releases the GIL).
+
+    choice: rank r hashes shards r, r + world, ...: together the ranks check every shard once,
+    and a rank that finds damage fails the job (torchrun stops every process when one fails).
+    """
+    rank, world = part
+    mine = shards[rank::world]
+    if not mine:
+        return
+    with ThreadPoolExecutor(min(len(mine), os.cpu_count() or 1, 8)) as pool:
+        digests = list(pool.map(lambda shard: _tar_sha256(root / shard["tar"]), mine))
+    for shard, digest in zip(mine, digests):
+        if digest != shard["sha256"]:
+            raise ValueError(f"{root / shard['tar']}: sha256 differs from the manifest, the shard's bytes changed; "
+                             f"run `viewkit verify {root}` to name the samples, then re-run `viewkit shard` to "
+                             "repair it")
+
+
+def open_dataset(path: str | os.PathLike, *, verify_checksums: bool = False, part: tuple[int, int] = (0, 1)) -> ShardSet:
     """Checks files, sizes, index hashes and sample counts (cheap); `verify_checksums` also
-    hashes every tar, once per process, so that damaged bytes never train silently (DALI's
-    decoder turns many damaged JPEGs into garbage pixels without an error)."""
+    hashes the tars (rank `part[0]` of `part[1]` its share), once per process, so that damaged
+    bytes never train silently: DALI's decoder turns many damaged JPEGs into garbage pixels
+    without an error."""
     path = Path(path)
     manifest_path = path / fmt.MANIFEST_NAME if path.is_dir() else path
     if manifest_path.name != fmt.MANIFEST_NAME or not manifest_path.exists():
@@ -91,12 +112,11 @@ def open_dataset(path: str | os.PathLike, *, verify_checksums: bool = False) -> 
         if _index_count(index_bytes, index) != shard["samples"]:
             raise ValueError(f"{index}: holds {_index_count(index_bytes, index)} samples, {manifest_path} says "
                              f"{shard['samples']}; samples would be dropped or repeated: run `viewkit verify {root}`")
-        if verify_checksums and _tar_sha256(tar) != shard["sha256"]:
-            raise ValueError(f"{tar}: sha256 differs from the manifest, the shard's bytes changed; run "
-                             f"`viewkit verify {root}` to name the samples, then re-run `viewkit shard` to repair it")
         tars.append(str(tar))
         indices.append(str(index))
         counts.append(shard["samples"])
+    if verify_checksums:
+        _check_checksums(root, manifest["shards"], part)
     if sum(counts) != manifest["num_samples"]:
         raise ValueError(f"{manifest_path}: num_samples is {manifest['num_samples']}, its shards hold {sum(counts)}; "
                          f"run `viewkit verify {root}`")

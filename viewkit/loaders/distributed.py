@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 
 
@@ -15,6 +16,9 @@ def rank_and_world(rank: int | None = None, world_size: int | None = None) -> tu
         else:
             rank = int(os.environ.get("RANK", 0)) if rank is None else rank
             world_size = int(os.environ.get("WORLD_SIZE", 1)) if world_size is None else world_size
+    for name, value in (("rank", rank), ("world_size", world_size)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise ValueError(f"{name}={value!r} must be an integer")
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} is not within world size {world_size}")
     return rank, world_size

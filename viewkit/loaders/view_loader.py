@@ -46,18 +46,22 @@ class ViewLoader:
         if device == "gpu" and not torch.cuda.is_available():
             raise ValueError("device='gpu' needs a CUDA GPU, and torch sees none; device='cpu' runs the same "
                                "graph on DALI's CPU backend")
-        if not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
             raise ValueError(f"batch_size={batch_size!r} must be a positive integer")
         unknown = set(pipeline_options) - set(PipelineOptions.__dataclass_fields__)
         if unknown:
             raise TypeError(f"unknown ViewLoader option(s) {sorted(unknown)}; options: "
                             f"{sorted(PipelineOptions.__dataclass_fields__)}")
         self.options = PipelineOptions(**pipeline_options)
-        self.shards = open_dataset(dataset, verify_checksums=verify_checksums)
-        self.recipe, self.batch_size, self.device, self.seed, self.drop_last = recipe, batch_size, device, seed, drop_last
         self.rank, self.world_size = rank_and_world(rank, world_size)
+        self.shards = open_dataset(dataset, verify_checksums=verify_checksums, part=(self.rank, self.world_size))
+        self.recipe, self.batch_size, self.device, self.seed, self.drop_last = recipe, batch_size, device, seed, drop_last
         smallest = min(e - s for s, e in (epochs.part_bounds(self.shards.num_samples, r, self.world_size)
                                           for r in range(self.world_size)))
+        if smallest == 0:  # DALI's reader fails on an empty part only at the first batch, in a dump
+            raise ValueError(f"world size {self.world_size} is larger than the {self.shards.num_samples} samples of "
+                             f"{self.shards.root}: some ranks would read nothing; use at most "
+                             f"{self.shards.num_samples} ranks")
         if drop_last and batch_size > smallest:
             raise ValueError(f"batch_size {batch_size} is larger than a rank's share ({smallest} samples of "
                              f"{self.shards.num_samples} over {self.world_size} ranks); lower it or set drop_last=False")
