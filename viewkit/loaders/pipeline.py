@@ -37,39 +37,62 @@ class PipelineOptions:
             raise ValueError(f"hw_decoder_load={self.hw_decoder_load} must lie in [0, 1]")
 
 
+# Decoder memory set up front, so that the first large images do not reallocate mid-epoch:
+# the values of DALI's ResNet-50 example (padding in bytes, hints in pixels of the largest
+# ImageNet image). Not tuned here: no GPU was at hand to measure them against others.
+GPU_DECODER = dict(device_memory_padding=211_025_920, host_memory_padding=140_544_512,
+                   preallocate_width_hint=5_980, preallocate_height_hint=6_430)
+
+
+def read_samples(shards: ShardSet, shard_order: list[int], rank: int, world: int, options: PipelineOptions):
+    """(jpeg, sample id, label, shape) DataNodes of this rank's part; call inside a pipeline."""
+    jpeg, sample_id, label = fn.readers.webdataset(
+        paths=[shards.tars[i] for i in shard_order],
+        index_paths=[shards.indices[i] for i in shard_order],
+        ext=[fmt.IMAGE, fmt.SAMPLE_ID, fmt.LABEL],
+        dtypes=[types.UINT8, types.INT64, types.INT64],
+        missing_component_behavior="error",
+        num_shards=world, shard_id=rank, pad_last_batch=True, stick_to_shard=True,
+        random_shuffle=options.shuffle, initial_fill=options.initial_fill, name="reader")
+    shape = fn.peek_image_shape(jpeg, dtype=types.INT64)  # [H, W, 3] on the CPU, for crop windows
+    return jpeg, sample_id, label, shape
+
+
+def join_side_data(sample_id, recipe: Recipe, side_data) -> dict:
+    """Saliency regions and scores of each sample, joined by id; {} without saliency crops."""
+    if recipe.saliency is None:
+        return {}
+    regions, scores = fn.python_function(sample_id, function=side_data.join_batch, batch_processing=True,
+                                         num_outputs=2)
+    return {"regions": regions, "region_scores": scores}
+
+
 def build_pipeline(shards: ShardSet, shard_order: list[int], recipe: Recipe, *, batch_size: int, rank: int,
                    world: int, device: str, device_id: int | None, seed: int, threads: int,
-                   options: PipelineOptions, side_data=None, checkpoint: str | None = None):
-    """Returns (pipeline, output names); outputs are views plus label, id, image_size."""
+                   options: PipelineOptions, view_key: tuple[int, int], side_data=None,
+                   checkpoint: str | None = None, build: bool = True):
+    """Returns (pipeline, output names); outputs are the views' (`viewkit.views.graph`) plus
+    label and id. `seed` drives the reader's shuffle; `view_key` = (seed, epoch) keys every
+    view draw together with the sample id. `build=False` defines the graph without building
+    it (a GPU graph can be inspected on a machine without one)."""
     names: list[str] = []
 
     @pipeline_def(batch_size=batch_size, num_threads=threads, device_id=device_id, seed=seed,
                   prefetch_queue_depth=options.prefetch, enable_conditionals=True, enable_checkpointing=True)
     def pipeline():
-        jpeg, sample_id, label = fn.readers.webdataset(
-            paths=[shards.tars[i] for i in shard_order],
-            index_paths=[shards.indices[i] for i in shard_order],
-            ext=[fmt.IMAGE, fmt.SAMPLE_ID, fmt.LABEL],
-            dtypes=[types.UINT8, types.INT64, types.INT64],
-            missing_component_behavior="error",
-            num_shards=world, shard_id=rank, pad_last_batch=True, stick_to_shard=True,
-            random_shuffle=options.shuffle, initial_fill=options.initial_fill, name="reader")
-        shape = fn.peek_image_shape(jpeg)  # [H, W, 3] on the CPU, for crop windows
+        jpeg, sample_id, label, shape = read_samples(shards, shard_order, rank, world, options)
         if device == "gpu":
             image = fn.decoders.image(jpeg, device="mixed", output_type=types.RGB,
-                                      hw_decoder_load=options.hw_decoder_load)
+                                      hw_decoder_load=options.hw_decoder_load, **GPU_DECODER)
         else:
             image = fn.decoders.image(jpeg, device="cpu", output_type=types.RGB)
-        side = {}
-        if recipe.saliency is not None:
-            regions, scores = fn.python_function(sample_id, function=side_data.join_batch, batch_processing=True,
-                                                 num_outputs=2)
-            side = {"regions": regions, "region_scores": scores}
-        outputs = build_views(image, shape, recipe, batch_size, augment=options.augment, **side)
-        outputs |= {"label": label, "id": sample_id, "image_size": fn.cast(shape[0:2], dtype=types.INT64)}
+        outputs = build_views(image, shape, sample_id, recipe, batch_size, seed=view_key[0], epoch=view_key[1],
+                              augment=options.augment, **join_side_data(sample_id, recipe, side_data))
+        outputs |= {"label": label, "id": sample_id}
         names.extend(outputs)
         return tuple(outputs.values())
 
     pipe = pipeline(checkpoint=checkpoint) if checkpoint else pipeline()
-    pipe.build()
+    if build:
+        pipe.build()
     return pipe, names

@@ -30,7 +30,7 @@ from viewkit.loaders.pipeline import PipelineOptions, build_pipeline
 from viewkit.loaders.side_data import RegionTable
 from viewkit.views import recipes
 from viewkit.views.families import Recipe
-from viewkit.views.outputs import arrange
+from viewkit.views.outputs import arrange, image_size
 
 
 class ViewLoader:
@@ -70,7 +70,7 @@ class ViewLoader:
         self._check_side_data(side_data)
         self.side_data = side_data
         self.epoch, self._step, self._checkpoint = 0, 0, None
-        self._pipe = self._iterator = None
+        self._pipe = self._names = None
         self._ahead = None  # (epoch, side data, future of (pipe, iterator)): the next epoch, built ahead
         self._builder = None  # its one thread, started on first use
 
@@ -97,13 +97,13 @@ class ViewLoader:
         """Start of `epoch` (a no-op if a loaded state is already positioned in it)."""
         if epoch != self.epoch or self._step >= len(self):
             self.epoch, self._step, self._checkpoint = epoch, 0, None
-            self._pipe = self._iterator = None
+            self._pipe = self._names = None
 
     def set_side_data(self, side_data: RegionTable) -> None:
         """Replace the per-sample regions; used from the next epoch (or next iteration) on."""
         self._check_side_data(side_data)
         self.side_data = side_data
-        self._pipe = self._iterator = None
+        self._pipe = self._names = None
         self._drop_ahead()
 
     def _threads(self) -> int:
@@ -117,14 +117,12 @@ class ViewLoader:
         return local_device_id() if self.device == "gpu" else None
 
     def _build(self, epoch: int, side_data, checkpoint: str | None, device_id: int | None):
-        from nvidia.dali.plugin.pytorch import DALIGenericIterator
-
         pipe, names = build_pipeline(
             self.shards, epochs.shard_order(len(self.shards.tars), self.seed, epoch), self.recipe,
             batch_size=self.batch_size, rank=self.rank, world=self.world_size, device=self.device,
             device_id=device_id, seed=epochs.pipeline_seed(self.seed, epoch, self.rank), threads=self._threads(),
-            options=self.options, side_data=side_data, checkpoint=checkpoint)
-        return pipe, DALIGenericIterator(pipe, names, size=-1, auto_reset=False, prepare_first_batch=False)
+            options=self.options, view_key=(self.seed, epoch), side_data=side_data, checkpoint=checkpoint)
+        return pipe, names
 
     def _build_ahead(self) -> None:
         """The next epoch's pipeline, started now on the builder thread. It is the pipeline
@@ -147,32 +145,40 @@ class ViewLoader:
         ahead = self._ahead
         if ahead is not None and ahead[0] == self.epoch and ahead[1] is self.side_data and self._checkpoint is None:
             self._ahead = None
-            self._pipe, self._iterator = ahead[2].result()
+            self._pipe, self._names = ahead[2].result()
         else:
             self._drop_ahead()
-            self._pipe, self._iterator = self._build(self.epoch, self.side_data, self._checkpoint, self._device_id())
+            self._pipe, self._names = self._build(self.epoch, self.side_data, self._checkpoint, self._device_id())
 
     def __iter__(self):
         start, end = epochs.part_bounds(self.shards.num_samples, self.rank, self.world_size)
         part = end - start
-        if self._iterator is None:
+        if self._names is None:
             self._start()
         while self._step < len(self):
-            try:
-                raw = next(self._iterator)[0]
-            except RuntimeError as error:
-                raise self._explain(error) from error
-            batch = arrange(raw, self.recipe)
+            batch = self._next_batch()
             position = self._step * self.batch_size + torch.arange(self.batch_size)
-            batch["label"] = raw["label"].reshape(-1).clone()
-            batch["id"] = raw["id"].reshape(-1).clone()
-            batch["image_size"] = raw["image_size"].reshape(-1, 2).clone()
             batch["valid"] = (position < part).to(batch["id"].device)
             self._step += 1
             if self._step == max(1, len(self) // 2):
                 self._build_ahead()
             yield batch
-        self._pipe = self._iterator = None
+        self._pipe = self._names = None
+
+    def _next_batch(self) -> dict:
+        try:
+            outputs = self._pipe.run()
+        except RuntimeError as error:
+            raise self._explain(error) from error
+        # Views of DALI's buffers (DLPack: on the GPU, torch's stream waits for DALI's work);
+        # `arrange` makes the one copy into the tensors handed out. The views die on return,
+        # while their pipeline lives: a generator left suspended must not hold them.
+        raw = {name: torch.from_dlpack(tensors.as_tensor()) for name, tensors in zip(self._names, outputs)}
+        batch = arrange(raw, self.recipe)
+        batch["label"] = raw["label"].reshape(-1).clone()
+        batch["id"] = raw["id"].reshape(-1).clone()
+        batch["image_size"] = image_size(raw, self.recipe)
+        return batch
 
     def _explain(self, error: RuntimeError) -> RuntimeError:
         """DALI fails a whole batch on one bad image and cannot skip it: find and name it."""
@@ -183,15 +189,15 @@ class ViewLoader:
         order = epochs.shard_order(len(self.shards.tars), self.seed, self.epoch)
         bad = find_undecodable(self.shards.root, [self.shards.tars[i] for i in order])
         named = "; ".join(str(p) for p in bad[:5]) or "no single image fails alone (see DALI's message)"
-        self._pipe = self._iterator = None
+        self._pipe = self._names = None
         return RuntimeError(f"DALI could not decode a sample of {self.shards.root}: {named}. DALI cannot skip "
                             f"samples: run `viewkit verify {self.shards.root}` and re-shard the source images")
 
     def state_dict(self) -> dict:
         """Where the loader stands: resume mid-epoch with load_state_dict."""
         checkpoint = None
-        if self._iterator is not None and 0 < self._step < len(self):
-            checkpoint = self._iterator.checkpoints()[0]
+        if self._pipe is not None and 0 < self._step < len(self):
+            checkpoint = self._pipe.checkpoint()
         elif self._checkpoint is not None:
             checkpoint = self._checkpoint
         return {"epoch": self.epoch, "step": self._step, "checkpoint": checkpoint, "seed": self.seed,
@@ -205,5 +211,5 @@ class ViewLoader:
             if state[key] != mine:
                 raise ValueError(f"cannot resume: saved {key}={state[key]!r}, this loader has {mine!r}")
         self.epoch, self._step, self._checkpoint = state["epoch"], state["step"], state["checkpoint"]
-        self._pipe = self._iterator = None
+        self._pipe = self._names = None
         self._drop_ahead()

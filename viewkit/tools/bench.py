@@ -51,6 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", help="write every figure and the machine description here")
     parser.add_argument("--train", help="method: measure the trainer's data stall instead of the views")
     parser.add_argument("--saliency", action="store_true", help="time the saliency refresh instead of the views")
+    parser.add_argument("--graph", action="store_true",
+                        help="count the pipeline's operators (a gpu graph needs no GPU) and time its host stage")
     parser.add_argument("--resolution", type=int, default=640, help="--saliency: original view size (SGCL: 640)")
     parser.add_argument("--arch", default="resnet50", help="backbone for --train and --saliency")
     parser.add_argument("--hw-decoder-load", type=float, default=None,
@@ -163,14 +165,14 @@ def bench(args: argparse.Namespace) -> dict:
                               drop_last=True, rank=0, world_size=1, **_decoder_options(args))
     needed = args.warmup + args.batches
 
+    if len(world_loader) < needed:  # a round inside one epoch: no pipeline build in the timed batches
+        raise ValueError(f"{args.shards}: an epoch has {len(world_loader)} batches of {args.batch_size}, fewer than "
+                         f"--warmup {args.warmup} + --batches {args.batches}; lower them or the batch size")
+    epoch = iter(range(1_000_000))
+
     def viewkit_iterator():
-        def forever():
-            epoch = 0
-            while True:
-                world_loader.set_epoch(epoch)
-                yield from world_loader
-                epoch += 1
-        return iter(x for x, _ in zip(forever(), range(needed)))
+        world_loader.set_epoch(next(epoch))
+        return iter(x for x, _ in zip(world_loader, range(needed)))
 
     def baseline_iterator():
         return iter(baseline_loader(list(world_loader.shards.tars), recipe, args.batch_size, args.workers,
@@ -265,15 +267,30 @@ def bench_saliency(args: argparse.Namespace) -> dict:
             "mean_regions": float(counts.mean()), "machine": machine()}
 
 
+def _write(path: str | None, result: dict) -> None:
+    """A .jsonl file gets one more line (a measurement record); any other name the JSON itself."""
+    if path and path.endswith(".jsonl"):
+        with open(path, "a") as f:
+            f.write(json.dumps(result) + "\n")
+    elif path:
+        Path(path).write_text(json.dumps(result, indent=2))
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.graph:
+        from viewkit.tools.bench_graph import bench_graph, graph_table
+
+        result = bench_graph(args) | {"machine": machine()}
+        print(graph_table(result))
+        _write(args.json, result)
+        return 0
     if args.saliency:
         result = bench_saliency(args)
         print(f"saliency refresh: {result['images']} images at {result['resolution']} px, {result['arch']}, "
               f"{result['device']}: {result['images_per_s']:.1f} images/s ({result['seconds']:.1f} s), "
               f"{result['mean_regions']:.1f} regions per image; labelling in sequence "
               f"{result['sequential']['images_per_s']:.1f} images/s, overlap speed-up {result['overlap_speedup']:.2f}x")
-        if args.json:
-            Path(args.json).write_text(json.dumps(result, indent=2))
+        _write(args.json, result)
         return 0
     if args.train:
         result = bench_train(args)
@@ -283,12 +300,11 @@ def run(args: argparse.Namespace) -> int:
             s = result[side]
             print(f"  {side:10} data wait {s['data_wait']:6.1%}  step {s['step_ms']:8.1f} ms  {s['samples_per_s']:8.1f} samples/s")
         print(f"data stall {result['stall']:.1%}; real-data throughput / in-memory ceiling {result['ratio_to_ceiling']:.2f}")
-        if args.json:
-            Path(args.json).write_text(json.dumps(result, indent=2))
+        _write(args.json, result)
         return 0
     result = bench(args)
     print(table(result))
+    _write(args.json, result)
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2))
         print(f"wrote {args.json}")
     return 0

@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "command", None) != "train" or any(item.startswith("-") or "=" not in item for item in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides = list(args.overrides) + extra
-    if getattr(args, "device", None) == "gpu":  # eval, bench, saliency: before any model moves to a missing GPU
+    if getattr(args, "device", None) == "gpu" and not getattr(args, "graph", False):
+        # eval, bench, saliency: before any model moves to a missing GPU (bench --graph only defines the graph)
         import torch
 
         if not torch.cuda.is_available():

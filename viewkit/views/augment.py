@@ -1,19 +1,15 @@
-"""Per-view photometric augmentation as DALI graph pieces, and the settings of the papers.
+"""Photometric settings of a view, and those of the papers.
 
-A view's pipeline after its crop: colour jitter + grayscale (one `fn.color_twist`),
-Gaussian blur, solarisation, then flip + normalise (one `fn.crop_mirror_normalize`).
-Random-apply never computes both branches: jitter and grayscale become identity
-parameters of the same op when not drawn (an arithmetic blend of four scalars, not of
-images), blur and solarisation run under DALI conditionals on the samples drawn.
+The graph applies them per family of views (`viewkit.views.graph`): colour jitter and
+grayscale as one colour matrix per frame, Gaussian blur with a sigma per frame,
+solarisation, then normalisation; the draws are in `viewkit.views.draws`. Random apply is
+an identity frame (identity matrix, a sigma too small to blur), never a second branch.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-
-import nvidia.dali.math as dmath
-from nvidia.dali import fn, types
 
 IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
@@ -68,61 +64,9 @@ def geometry_only(augment: Augment) -> Augment:
 
 
 def blur_window(view_size: int, max_sigma: float = 2.0) -> int:
-    """Widest kernel used: odd, about 10% of the view (BYOL/SimCLR: 23 at 224 px, 9 at 96 px),
-    and no wider than 2 * ceil(3 * max_sigma) + 1 taps."""
+    """A fixed kernel for the torchvision baseline (`viewkit bench --baseline-blur capped`):
+    odd, about 10% of the view (BYOL/SimCLR: 23 at 224 px), and no wider than the
+    2 * ceil(3 * max_sigma) + 1 taps the DALI graph uses at most."""
     window = int(round(0.1 * view_size))
     window = window + 1 if window % 2 == 0 else window
     return min(window, 2 * math.ceil(3 * max_sigma) + 1)
-
-
-def _blur(image, sigma, view_size: int, max_sigma: float):
-    # choice: each sample's kernel spans +-3 sigma (2 * ceil(3 sigma) + 1 taps, at most the
-    # 10%-of-view kernel of the papers). Taps of the 23-wide kernel beyond 3 sigma carry
-    # about 0.1-0.3% of the weight (well under a grey level), and blur was the costliest
-    # op of a view on the CPU: half of the heavy multi-crop recipe's time with 23 taps.
-    window = dmath.min(dmath.ceil(sigma * 3.0) * 2.0 + 1.0, float(blur_window(view_size, max_sigma)))
-    return fn.gaussian_blur(image, window_size=fn.cast(window, dtype=types.INT32), sigma=sigma)
-
-
-def _factor(spread: float, apply):
-    return 1.0 + apply * fn.random.uniform(range=[-spread, spread])
-
-
-def photometric(image, augment: Augment, view_size: int):
-    """HWC uint8 -> HWC uint8 with jitter, grayscale, blur and solarisation drawn per sample."""
-    if augment.color_jitter_p > 0 or augment.grayscale_p > 0:
-        jitter = fn.cast(fn.random.coin_flip(probability=augment.color_jitter_p), dtype=types.FLOAT)
-        keep_colour = 1.0 - fn.cast(fn.random.coin_flip(probability=augment.grayscale_p), dtype=types.FLOAT)
-        # Grayscale is saturation 0 of the same op, after the jitter as in torchvision.
-        # choice: one fused op in a fixed order (brightness, contrast, saturation, hue)
-        # where torchvision shuffles the order; contrast pivots on mid-grey, not the mean.
-        image = fn.color_twist(
-            image,
-            brightness=_factor(augment.brightness, jitter),
-            contrast=_factor(augment.contrast, jitter),
-            saturation=_factor(augment.saturation, jitter) * keep_colour,
-            hue=jitter * fn.random.uniform(range=[-augment.hue, augment.hue]) * 360.0,
-        )
-    if augment.blur_p > 0:
-        sigma = fn.random.uniform(range=list(augment.blur_sigma))
-        if augment.blur_p >= 1.0:
-            image = _blur(image, sigma, view_size, augment.blur_sigma[1])
-        elif fn.random.coin_flip(probability=augment.blur_p):
-            image = _blur(image, sigma, view_size, augment.blur_sigma[1])
-    if augment.solarize_p > 0 and fn.random.coin_flip(probability=augment.solarize_p):
-        image = solarize(image)
-    return image
-
-
-def solarize(image):
-    """Pixels >= 128 become 255 - pixel (BYOL's threshold)."""
-    bright = image >= 128
-    return fn.cast(image + bright * (255 - 2 * fn.cast(image, dtype=types.INT16)), dtype=types.UINT8)
-
-
-def flip_and_normalize(image, augment: Augment, dtype):
-    """HWC uint8 -> HWC float, ImageNet-normalised, flipped where drawn; returns (view, flip)."""
-    flip = fn.random.coin_flip(probability=augment.flip_p)  # drawn at p = 0 too: always a DataNode
-    view = fn.crop_mirror_normalize(image, dtype=dtype, output_layout="HWC", mean=list(IMAGENET_MEAN),
-                                    std=list(IMAGENET_STD), mirror=flip)
-    return view, flip

@@ -31,50 +31,62 @@ from __future__ import annotations
 import torch
 
 from viewkit.views.families import Recipe
+from viewkit.views.graph import TABLE
+from viewkit.views.plan import make_plan
 
 _TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
-def _views(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """[B, V, S, S, 3] -> [V, B, 3, S, S], each view's [B, 3, S, S] channels_last."""
+def _frames(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """[B, V, S, S, 3] -> [V, B, 3, S, S], each view's [B, 3, S, S] channels_last: the one copy
+    between DALI's memory and the user's tensor (the permute and any dtype cast ride on it)."""
     b, v, h, w, c = tensor.shape
     out = torch.empty((v, b, h, w, c), dtype=dtype, device=tensor.device)
     out.copy_(tensor.permute(1, 0, 2, 3, 4))
     return out.permute(0, 1, 4, 2, 3)
 
 
-def _image(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """[B, S, S, 3] -> [B, 3, S, S] channels_last."""
-    return tensor.to(dtype=dtype, copy=True).permute(0, 3, 1, 2)
+def _fresh(tensor: torch.Tensor) -> torch.Tensor:
+    """A contiguous copy: small tensors never alias DALI's buffers."""
+    return tensor.clone(memory_format=torch.contiguous_format)
+
+
+def image_size(batch: dict[str, torch.Tensor], recipe: Recipe) -> torch.Tensor:
+    """[B, 2] int64 source height, width of each sample (the loader adds it to the batch)."""
+    return batch[TABLE][:, make_plan(recipe).table_layout()["image_size"][0], 0:2].to(torch.int64)
 
 
 def arrange(batch: dict[str, torch.Tensor], recipe: Recipe) -> dict[str, torch.Tensor]:
-    """DALI outputs (batch first, as DALIGenericIterator gives them) -> the contract above."""
+    """DALI outputs (batch first, views of DALI's memory) -> the contract above."""
     dtype = _TORCH_DTYPES[recipe.dtype]
+    table = batch[TABLE]  # [B, R, 13]
+    layout = make_plan(recipe).table_layout()
     out = {}
     for family in recipe.crops:
-        out[family.name] = _views(batch[family.name], dtype)
-        out[f"{family.name}_boxes"] = batch[f"{family.name}_boxes"].transpose(0, 1).contiguous()
-        out[f"{family.name}_flips"] = batch[f"{family.name}_flips"].transpose(0, 1).to(torch.bool)
+        first, count = layout[family.name]
+        rows = table[:, first : first + count]
+        out[family.name] = _frames(batch[family.name], dtype)
+        out[f"{family.name}_boxes"] = _fresh(rows[..., 0:4].transpose(0, 1))
+        out[f"{family.name}_flips"] = rows[..., 4].transpose(0, 1) > 0.5
     if recipe.original is not None:
-        out["original"] = _image(batch["original"], dtype)
-        out["original_flip"] = batch["original_flip"].reshape(-1).to(torch.bool)
+        out["original"] = _frames(batch["original"], dtype)[0]
+        out["original_flip"] = table[:, layout["original"][0], 4] > 0.5
     if recipe.saliency is not None:
-        b, views, s, _, c = batch["saliency"].shape
-        t = views // 2
-        crops = batch["saliency"].reshape(b, t * 2, s, s, c)
-        arranged = _views(crops, dtype)  # [2t, B, 3, S, S]
-        out["saliency"] = arranged.reshape(t, 2, b, c, s, s) if arranged.is_contiguous() else arranged.unflatten(0, (t, 2))
-        out["saliency_boxes"] = batch["saliency_boxes"].transpose(0, 1).reshape(t, 2, b, 4).contiguous()
-        out["saliency_scores"] = batch["saliency_scores"].reshape(b, t).clone()
-        out["saliency_regions"] = batch["saliency_regions"].reshape(b, t, 4).clone()
+        first, t = layout["saliency"]
+        rows = table[:, first : first + t]  # [B, t, 13]: region, score, window B', window B''
+        b = rows.shape[0]
+        out["saliency"] = _frames(batch["saliency"], dtype).unflatten(0, (t, 2))
+        out["saliency_boxes"] = _fresh(rows[..., 5:13].reshape(b, t, 2, 4).permute(1, 2, 0, 3))
+        out["saliency_scores"] = _fresh(rows[..., 4])
+        out["saliency_regions"] = _fresh(rows[..., 0:4])
     if recipe.swap is not None:
-        swap = _image(batch["swap"], dtype)
+        row = table[0, layout["swap"][0]].to(torch.int64)  # sample 0's draw is the batch's box
+        swap = batch["swap"].to(dtype=dtype, copy=True).permute(0, 3, 1, 2)
         b, _, h, w = swap.shape
-        box = batch["swap_box"][0].to(torch.int64)
+        box = row[0:4]
         out["swap"] = swap
         out["swap_box"] = box
-        out["swap_cells"] = batch["swap_cells"][0].to(torch.int64)
+        out["swap_cells"] = row[4:8]
         mask = torch.zeros((b, 1, h, w), dtype=torch.bool, device=swap.device)
         mask[:, :, box[1] : box[3], box[0] : box[2]] = True
         out["swap_mask"] = mask

@@ -1,0 +1,259 @@
+"""The view parameters of a batch, computed by numba kernels that DALI runs per sample.
+
+Each kernel reads a sample's id and image shape plus a spec table (`viewkit.views.plan`)
+and writes the DALI arguments of its views: resize windows (the flip folded in as a
+reversed window), per-frame colour matrices, blur sigmas and solarise flags, the table
+of windows handed to torch, the swap box. Draws come from `viewkit.views.draws`, so two
+kernels that need the same window compute it alike, and a kernel holds no state.
+
+choice: numba kernels over `fn.python_function`: DALI calls them on its worker threads
+without the GIL (a python_function spends ~1.6 us of GIL time per sample and output, 40%
+of a GPU step at 10k samples/s), and over DALI arithmetic on scalars (one operator per
+number, run one after another: 379 CPU operators for the heavy multi-crop recipe).
+DALI's numba operator takes at most 6 outputs, so views go three to a kernel.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+from numba import njit
+from nvidia.dali import types
+
+from viewkit.views import draws
+from viewkit.views.plan import CROP, FIXED, IMAGE_SIZE, PAIR, SWAP, TABLE_WIDTH, WHOLE
+
+_EMPTY_REGIONS = np.zeros((0, 4), np.float32)
+_EMPTY_SCORES = np.zeros(0, np.float32)
+
+
+@njit(cache=True)
+def _number(spec, row, column):
+    return spec[row, column] / FIXED
+
+
+@njit(cache=True)
+def _window(spec, row, sample_id, height, width, regions, scores):
+    """x0, y0, x1, y1 (source pixels, before flip) and the flip of view row `row`."""
+    seed, epoch = spec[0, 0], spec[0, 1]
+    kind, stream = int(round(_number(spec, row, 0))), int(round(_number(spec, row, 1)))
+    if kind == CROP:
+        x0, y0, x1, y1 = draws.crop_window(seed, epoch, sample_id, stream, height, width, _number(spec, row, 2),
+                                           _number(spec, row, 3), _number(spec, row, 4), _number(spec, row, 5))
+        return x0, y0, x1, y1, draws.drawn(seed, epoch, sample_id, stream, draws.FLIP, _number(spec, row, 6))
+    if kind == WHOLE:
+        return 0.0, 0.0, width, height, draws.drawn(seed, epoch, sample_id, stream, draws.FLIP, _number(spec, row, 2))
+    # SALIENCY: the pair's region, then this crop's jitter around it (or the fallback crop)
+    return _saliency_window(spec, row, int(round(_number(spec, row, 3))), sample_id, height, width, regions, scores)
+
+
+@njit(cache=True)
+def _saliency_window(spec, row, crop, sample_id, height, width, regions, scores):
+    seed, epoch = spec[0, 0], spec[0, 1]
+    stream = int(round(_number(spec, row, 1)))
+    view_stream = stream + 1 + crop
+    flip = draws.drawn(seed, epoch, sample_id, view_stream, draws.FLIP, _number(spec, row, 10))
+    pick = draws.region_pick(seed, epoch, sample_id, stream, scores)
+    if pick < 0:
+        x0, y0, x1, y1 = draws.crop_window(seed, epoch, sample_id, view_stream + 1_000_000, height, width,
+                                           _number(spec, row, 8), _number(spec, row, 9), _number(spec, row, 6),
+                                           _number(spec, row, 7))
+        return x0, y0, x1, y1, flip
+    region = regions[pick]
+    x0, y0, x1, y1 = draws.jittered_window(seed, epoch, sample_id, view_stream, height, width, float(region[0]),
+                                           float(region[1]), float(region[2]), float(region[3]),
+                                           _number(spec, row, 4), _number(spec, row, 5), _number(spec, row, 6),
+                                           _number(spec, row, 7))
+    return x0, y0, x1, y1, flip
+
+
+@njit(cache=True)
+def _rois(outputs, sample_id, shape, spec, regions, scores):
+    height, width = float(shape[0]), float(shape[1])
+    for view in range(min(3, spec.shape[0] - 1)):
+        x0, y0, x1, y1, flip = _window(spec, view + 1, sample_id[0], height, width, regions, scores)
+        start, end = outputs[2 * view], outputs[2 * view + 1]
+        start[0], end[0] = y0, y1
+        start[1], end[1] = (x1, x0) if flip else (x0, x1)  # a reversed window: resize flips it
+
+
+def crop_rois(start0, end0, start1, end1, start2, end2, spec, sample_id, shape, _pad0, _pad1, _pad2):
+    _rois((start0, end0, start1, end1, start2, end2), sample_id, shape, spec, _EMPTY_REGIONS, _EMPTY_SCORES)
+
+
+def saliency_rois(start0, end0, start1, end1, start2, end2, spec, sample_id, shape, regions, scores, _pad):
+    _rois((start0, end0, start1, end1, start2, end2), sample_id, shape, spec, regions, scores)
+
+
+def photometric(matrices, sigmas, windows, solarize, spec, sample_id, _pad0, _pad1):
+    seed, epoch = spec[0, 0], spec[0, 1]
+    for frame in range(spec.shape[0] - 1):
+        row = frame + 1
+        stream = int(round(_number(spec, row, 1)))
+        draws.colour_matrix(seed, epoch, sample_id[0], stream, _number(spec, row, 2), _number(spec, row, 3),
+                            _number(spec, row, 4), _number(spec, row, 5), _number(spec, row, 6),
+                            _number(spec, row, 7), matrices[frame])
+        sigma = draws.blur_sigma(seed, epoch, sample_id[0], stream, _number(spec, row, 8), _number(spec, row, 9),
+                                 _number(spec, row, 10))
+        sigmas[frame] = sigma
+        # +-3 sigma (DALI's own window for a sigma); 1 tap for a frame left unblurred: no work
+        windows[frame] = 1 if sigma == draws.NO_BLUR_SIGMA else 2 * int(math.ceil(3.0 * sigma)) + 1
+        flag = draws.drawn(seed, epoch, sample_id[0], stream, draws.SOLARIZE, _number(spec, row, 11))
+        solarize[frame, 0, 0, 0] = 1 if flag else 0
+
+
+@njit(cache=True)
+def _swap(spec, row, sample_id):
+    """Cells of the swap box: x, y, width, height (RegionCL: sizes drawn independently)."""
+    seed, epoch = spec[0, 0], spec[0, 1]
+    stream = int(round(_number(spec, row, 1)))
+    size, grid = int(round(_number(spec, row, 3))), int(round(_number(spec, row, 2)))
+    count = int(round(_number(spec, row, 4)))
+    grid_cells = size // grid
+    cells_w = int(round(_number(spec, row, 5 + int(draws.uniform(seed, epoch, sample_id, stream, 0) * count))))
+    cells_h = int(round(_number(spec, row, 5 + int(draws.uniform(seed, epoch, sample_id, stream, 1) * count))))
+    cell_x = int(draws.uniform(seed, epoch, sample_id, stream, 2) * (grid_cells - cells_w + 1))
+    cell_y = int(draws.uniform(seed, epoch, sample_id, stream, 3) * (grid_cells - cells_h + 1))
+    return cell_x, cell_y, cells_w, cells_h, grid, size
+
+
+def swap(anchors, shapes, spec, sample_id):
+    cell_x, cell_y, cells_w, cells_h, grid, size = _swap(spec, 1, sample_id[0])
+    anchors[0, 0], anchors[0, 1], anchors[1, 0], anchors[1, 1] = 0, 0, cell_y * grid, cell_x * grid
+    shapes[0, 0], shapes[0, 1], shapes[1, 0], shapes[1, 1] = size, size, cells_h * grid, cells_w * grid
+
+
+@njit(cache=True)
+def _table(table, sample_id, shape, spec, regions, scores):
+    height, width = float(shape[0]), float(shape[1])
+    for out in range(spec.shape[0] - 1):
+        row = out + 1
+        kind = int(round(_number(spec, row, 0)))
+        if kind == CROP or kind == WHOLE:
+            x0, y0, x1, y1, flip = _window(spec, row, sample_id, height, width, regions, scores)
+            table[out, 0], table[out, 1], table[out, 2], table[out, 3] = x0, y0, x1, y1
+            table[out, 4] = 1.0 if flip else 0.0
+        elif kind == PAIR:
+            seed, epoch = spec[0, 0], spec[0, 1]
+            pick = draws.region_pick(seed, epoch, sample_id, int(round(_number(spec, row, 1))), scores)
+            if pick < 0:
+                table[out, 0], table[out, 1], table[out, 2], table[out, 3], table[out, 4] = 0.0, 0.0, width, height, 1.0
+            else:
+                for k in range(4):
+                    table[out, k] = regions[pick, k]
+                table[out, 4] = scores[pick]
+            for crop in range(2):  # the pair's two windows, as the rois kernel cuts them
+                x0, y0, x1, y1, _ = _saliency_window(spec, row, crop, sample_id, height, width, regions, scores)
+                table[out, 5 + 4 * crop], table[out, 6 + 4 * crop] = x0, y0
+                table[out, 7 + 4 * crop], table[out, 8 + 4 * crop] = x1, y1
+        elif kind == IMAGE_SIZE:
+            table[out, 0], table[out, 1] = height, width
+        elif kind == SWAP:
+            cell_x, cell_y, cells_w, cells_h, grid, _ = _swap(spec, row, sample_id)
+            values = (cell_x * grid, cell_y * grid, (cell_x + cells_w) * grid, (cell_y + cells_h) * grid,
+                      cell_x, cell_y, cell_x + cells_w, cell_y + cells_h)
+            for k in range(8):
+                table[out, k] = values[k]
+
+
+def view_table(table, spec, sample_id, shape):
+    _table(table, sample_id[0], shape, spec, _EMPTY_REGIONS, _EMPTY_SCORES)
+
+
+def view_table_saliency(table, spec, sample_id, shape, regions, scores):
+    _table(table, sample_id[0], shape, spec, regions, scores)
+
+
+def setup_rois(outs, ins):
+    for output in range(len(outs)):
+        for sample in range(len(outs[output])):
+            outs[output][sample][0] = 2
+
+
+def setup_photometric(outs, ins):
+    for sample in range(len(outs[0])):
+        frames = ins[0][sample][0] - 1
+        outs[0][sample][0], outs[0][sample][1], outs[0][sample][2] = frames, 3, 4
+        outs[1][sample][0] = frames
+        outs[2][sample][0] = frames
+        outs[3][sample][0], outs[3][sample][1], outs[3][sample][2], outs[3][sample][3] = frames, 1, 1, 1
+
+
+def setup_table(outs, ins):
+    for sample in range(len(outs[0])):
+        outs[0][sample][0], outs[0][sample][1] = ins[0][sample][0] - 1, TABLE_WIDTH
+
+
+def setup_swap(outs, ins):
+    for output in range(2):
+        for sample in range(len(outs[output])):
+            outs[output][sample][0], outs[output][sample][1] = 2, 2
+
+
+_I64, _F32 = types.INT64, types.FLOAT
+_SIDE = ([_F32, _F32], [2, 1])  # regions [K, 4], scores [K]
+KERNELS = {  # name: run, setup, out types, outs ndim, in types, ins ndim
+    "crop_rois": (crop_rois, setup_rois, [_F32] * 6, [1] * 6, [_I64] * 6, [2, 1, 1, 2, 2, 2]),
+    "saliency_rois": (saliency_rois, setup_rois, [_F32] * 6, [1] * 6, [_I64] * 3 + _SIDE[0] + [_I64],
+                      [2, 1, 1] + _SIDE[1] + [2]),
+    "photometric": (photometric, setup_photometric, [_F32, _F32, types.INT32, types.UINT8], [3, 1, 1, 4], [_I64] * 4,
+                    [2, 1, 2, 2]),
+    "view_table": (view_table, setup_table, [_F32], [2], [_I64] * 3, [2, 1, 1]),
+    "view_table_saliency": (view_table_saliency, setup_table, [_F32], [2], [_I64] * 3 + _SIDE[0],
+                            [2, 1, 1] + _SIDE[1]),
+    "swap": (swap, setup_swap, [types.INT32] * 2, [2, 2], [_I64] * 2, [2, 1]),
+}
+# The spec is every kernel's first input, and kernels with more outputs than inputs get the
+# spec again as padding inputs: DALI 2.4's numba wrapper reads as many input shapes as there
+# are outputs (past the end of the list otherwise: a crash) and shows the setup only those.
+_compiled: dict = {}
+_lock = threading.Lock()
+_operator_class = None
+
+
+def _memoised_numba_function():
+    """DALI's NumbaFunction, compiling each kernel once per process.
+
+    choice: DALI's wrapper compiles on every construction (about 1.5 s per kernel) and the
+    loader builds a pipeline per epoch. Compiled entry points are kept here; every call
+    still gets its own operator instance (instances are not shared between pipelines built
+    on different threads)."""
+    global _operator_class
+    if _operator_class is None:
+        from nvidia.dali.plugin.numba.experimental import NumbaFunction
+
+        class Memoised(NumbaFunction):
+            def _get_run_fn_cpu(self, run_fn, out_types, in_types, outs_ndim, ins_ndim, batch_processing):
+                key = ("run", run_fn, tuple(out_types), tuple(in_types), tuple(outs_ndim), tuple(ins_ndim))
+                with _lock:
+                    if key not in _compiled:
+                        _compiled[key] = super()._get_run_fn_cpu(run_fn, out_types, in_types, outs_ndim, ins_ndim,
+                                                                 batch_processing)
+                    return _compiled[key]
+
+            def _get_setup_fn_cpu(self, setup_fn):
+                with _lock:
+                    if ("setup", setup_fn) not in _compiled:
+                        _compiled[("setup", setup_fn)] = super()._get_setup_fn_cpu(setup_fn)
+                    return _compiled[("setup", setup_fn)]
+
+        _operator_class = Memoised
+    return _operator_class
+
+
+PADDING = {"crop_rois": 3, "saliency_rois": 1, "photometric": 2}  # spec repeats after the real inputs
+
+
+def operator(name: str):
+    """A DALI operator running kernel `name` (compiled on first use in the process); call it
+    with `call`, which adds the padding inputs."""
+    run, setup, out_types, outs_ndim, in_types, ins_ndim = KERNELS[name]
+    return _memoised_numba_function()(run_fn=run, setup_fn=setup, out_types=out_types, outs_ndim=outs_ndim,
+                                      in_types=in_types, ins_ndim=ins_ndim, batch_processing=False)
+
+
+def call(name: str, spec, *inputs):
+    """The outputs of kernel `name` on (spec, *inputs), padded as DALI's wrapper needs."""
+    return operator(name)(spec, *inputs, *([spec] * PADDING.get(name, 0)))

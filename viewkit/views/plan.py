@@ -1,0 +1,135 @@
+"""A recipe laid out for the graph: its views grouped in families, each view with its stream.
+
+The plan is fixed at build time (Python `if`s over the recipe); the numbers the kernels
+need travel as one int64 table per kernel call (`spec`): row 0 holds the key (seed,
+epoch), every other row one view or one output row, floats in 32.32 fixed point (DALI
+constants have no float64, and the 32-bit floats they do have would round the scales).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from viewkit.views.augment import Augment, geometry_only
+from viewkit.views.families import Recipe
+
+WIDTH = 12  # columns of a spec row
+FIXED = float(2**32)
+# Row kinds (column 0).
+CROP, WHOLE, SALIENCY, IMAGE_SIZE, PAIR, SWAP, AUGMENT = range(1, 8)
+TABLE_WIDTH = 13  # columns of the table of windows, flips and draws the graph hands to torch
+MAX_SWAP_CELLS = 6
+
+
+@dataclass(frozen=True)
+class View:
+    row: tuple[float, ...]  # its window row: kind, stream, numbers
+    augment: Augment
+    stream: int
+
+
+@dataclass(frozen=True)
+class Family:
+    """Views cut at one size and processed as the frames of one sequence."""
+
+    name: str  # output key: a crop family's name, "original" or "saliency"
+    size: int
+    views: tuple[View, ...]
+
+    @property
+    def colour(self) -> bool:
+        return any(v.augment.color_jitter_p > 0 or v.augment.grayscale_p > 0 for v in self.views)
+
+    @property
+    def blur(self) -> bool:
+        return any(v.augment.blur_p > 0 for v in self.views)
+
+    @property
+    def solarize(self) -> bool:
+        return any(v.augment.solarize_p > 0 for v in self.views)
+
+    def augment_rows(self) -> list[tuple[float, ...]]:
+        return [(AUGMENT, v.stream, a.color_jitter_p, a.brightness, a.contrast, a.saturation, a.hue, a.grayscale_p,
+                 a.blur_p, a.blur_sigma[0], a.blur_sigma[1], a.solarize_p)
+                for v, a in ((v, v.augment) for v in self.views)]
+
+
+@dataclass(frozen=True)
+class Plan:
+    families: tuple[Family, ...]
+    table_rows: tuple[tuple[float, ...], ...]  # rows of the table, in order (see `table_layout`)
+    swap_row: tuple[float, ...] | None
+
+    def table_layout(self) -> dict[str, tuple[int, int]]:
+        """Output name -> (first row, row count) in the table: windows of each family's views
+        (saliency: one row per pair), then the image size, then the swap box."""
+        layout, row = {}, 0
+        for family in self.families:
+            count = len(family.views) // 2 if family.name == "saliency" else len(family.views)
+            layout[family.name] = (row, count)
+            row += count
+        layout["image_size"] = (row, 1)
+        if self.swap_row is not None:
+            layout["swap"] = (row + 1, 1)
+        return layout
+
+
+def _log(ratio: tuple[float, float]) -> tuple[float, float]:
+    return math.log(ratio[0]), math.log(ratio[1])
+
+
+def make_plan(recipe: Recipe, augment: bool = True) -> Plan:
+    """Streams are numbered in recipe order, so a view's draws depend on the recipe's
+    structure, not on the batch: the same sample gets the same views in every run."""
+    keep = (lambda a: a) if augment else geometry_only
+    families, table_rows, stream = [], [], 0
+    for family in recipe.crops:
+        views = []
+        for index in range(family.count):
+            a = keep(family.augment(index))
+            row = (CROP, stream, family.scale[0], family.scale[1], *_log(family.ratio), a.flip_p)
+            views.append(View(row, a, stream))
+            stream += 1
+        families.append(Family(family.name, family.size, tuple(views)))
+        table_rows += [v.row for v in views]
+    if recipe.original is not None:
+        a = keep(recipe.original.augment)
+        view = View((WHOLE, stream, a.flip_p), a, stream)
+        stream += 1
+        families.append(Family("original", recipe.original.size, (view,)))
+        table_rows.append(view.row)
+    if recipe.saliency is not None:
+        spec, views = recipe.saliency, []
+        for pair in range(spec.pairs):
+            base = stream + 3 * pair  # the pick, then one stream per crop of the pair
+            numbers = (*spec.scale, *_log(spec.ratio), *spec.fallback_scale)
+            for crop in range(2):
+                a = keep(spec.augments[crop])
+                views.append(View((SALIENCY, base, pair, crop, *numbers, a.flip_p), a, base + 1 + crop))
+            table_rows.append((PAIR, base, pair, 0, *numbers, 0.0))
+        stream += 3 * spec.pairs
+        families.append(Family("saliency", spec.size, tuple(views)))
+    table_rows.append((IMAGE_SIZE, 0))
+    swap_row = None
+    if recipe.swap is not None:
+        swap = recipe.swap
+        if len(swap.cells) > MAX_SWAP_CELLS:
+            raise ValueError(f"swap.cells {swap.cells}: at most {MAX_SWAP_CELLS} choices")
+        source = next(c for c in recipe.crops if c.name == swap.source)
+        swap_row = (SWAP, stream, swap.grid, source.size, len(swap.cells), *swap.cells)
+        table_rows.append(swap_row)
+    return Plan(tuple(families), tuple(table_rows), swap_row)
+
+
+def spec(rows, seed: int, epoch: int, pad_to: int = 0) -> np.ndarray:
+    """[1 + rows, WIDTH] int64: the key row, then the rows in fixed point (zeros pad to `pad_to`)."""
+    if not 0 <= seed < 2**63 or not 0 <= epoch < 2**63:
+        raise ValueError(f"seed {seed} and epoch {epoch} must be non-negative 63-bit integers")
+    table = np.zeros((1 + max(len(rows), pad_to), WIDTH), np.int64)
+    table[0, :2] = seed, epoch
+    for i, row in enumerate(rows, start=1):
+        table[i, : len(row)] = np.round(np.asarray(row, np.float64) * FIXED).astype(np.int64)
+    return table
