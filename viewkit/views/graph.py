@@ -4,8 +4,8 @@
 decoded HWC uint8 image on "cpu" or "gpu", its [H, W, C] int64 shape and the [1] int64
 sample id on the CPU, and for saliency crops the side data) and returns output DataNodes, per sample:
 
-    <family>       [V, S, S, 3]  the views of a family (crop family name, "original",
-                                 "saliency": pair j's crops at 2j, 2j + 1), normalised
+    <family>       [V, S, S, 3]  the views of a family (crop family name, "saliency": pair
+                                 j's crops at 2j, 2j + 1), normalised; "original" [S, S, 3]
     view_table     [R, 13]       windows, flips, drawn regions and scores, image size and
                                  the swap box, rows laid out by `Plan.table_layout`
     swap           [S, S, 3]     RegionCL composite
@@ -20,6 +20,7 @@ with per-frame sigma, one solarise and one normalise. Random apply is an identit
 
 from __future__ import annotations
 
+import nvidia.dali.math as dmath
 from nvidia.dali import fn, types
 
 from viewkit.views import kernels
@@ -35,50 +36,61 @@ def _constant(array):
     return types.Constant(array, dtype=types.INT64)
 
 
-def _windows(plan: Plan, sample_id, shape, side: tuple, seed: int, epoch: int) -> dict:
-    """Family name -> [(roi_start, roi_end)] per view; three views to a kernel call."""
+def _windows(plan: Plan, table_spec, sample_id, shape, side: tuple, seed: int, epoch: int) -> dict:
+    """Family name -> [(roi_start, roi_end)] per view; three views to a kernel call. Crop views
+    read their rows of the table's spec (they come first there, in this order)."""
     windows = {}
-    for kernel, kinds in (("crop_rois", [f for f in plan.families if f.name != "saliency"]),
-                          ("saliency_rois", [f for f in plan.families if f.name == "saliency"])):
-        views = [(family.name, view) for family in kinds for view in family.views]
-        for start in range(0, len(views), 3):
-            chunk = views[start : start + 3]
-            outputs = kernels.call(kernel, _constant(spec([v.row for _, v in chunk], seed, epoch)), sample_id, shape,
-                                   *(side if kernel == "saliency_rois" else ()))
-            for index, (name, _) in enumerate(chunk):
+    for kind, families in (("crop_rois", [f for f in plan.families if f.name != "saliency"]),
+                           ("saliency_rois", [f for f in plan.families if f.name == "saliency"])):
+        views = [(family.name, view) for family in families for view in family.views]
+        if not views:
+            continue
+        shared = table_spec if kind == "crop_rois" else _constant(spec([v.row for _, v in views], seed, epoch))
+        for chunk in range(-(-len(views) // 3)):
+            outputs = kernels.call(f"{kind}/{chunk}", shared, sample_id, shape,
+                                   *(side if kind == "saliency_rois" else ()))
+            for index, (name, _) in enumerate(views[3 * chunk : 3 * chunk + 3]):
                 windows.setdefault(name, []).append((outputs[2 * index], outputs[2 * index + 1]))
     return windows
 
 
-def _solarize(frames, flags):
-    """Pixels >= 128 become 255 - pixel (BYOL's threshold) in the frames flagged [F, 1, 1, 1]."""
-    bright = (frames >= 128) * flags
-    return fn.cast(frames + bright * (255 - 2 * fn.cast(frames, dtype=types.INT16)), dtype=types.UINT8)
+def _solarize(frames, limits):
+    """min(x, limit - x) per frame: limit 255 inverts the pixels >= 128 (BYOL's threshold),
+    510 leaves the frame as it is. Three operators where the textbook form takes eight."""
+    return fn.cast(dmath.min(frames, limits - frames), dtype=types.UINT8)
 
 
-def _photometric(family: Family, sample_id, seed: int, epoch: int):
-    """(matrices, sigmas, windows, solarise flags) of the family's frames, or None without photometrics."""
+def _photometric(family: Family, table_spec, sample_id, seed: int, epoch: int):
+    """(matrices, sigmas, windows, solarise flags) of the family's frames, or None without
+    photometrics. The single view's numbers ride in its table row: no constant of its own."""
     if not (family.colour or family.blur or family.solarize):
         return None
+    if family.single:
+        return tuple(kernels.call("photometric_single", table_spec, sample_id))
     return tuple(kernels.call("photometric", _constant(spec(family.augment_rows(), seed, epoch)), sample_id))
 
 
 def _family(image, family: Family, windows: list, photometric, dtype):
+    """[V, S, S, 3] frames of a family (a single view: [S, S, 3]), augmented and normalised."""
     frames = [fn.resize(image, roi_start=start, roi_end=end, roi_relative=False, size=[family.size, family.size],
                         interp_type=types.INTERP_LINEAR, antialias=True) for start, end in windows]
-    frames = fn.stack(*frames, axis=0, axis_name="F")  # [V, S, S, 3]
+    frames = frames[0] if family.single else fn.stack(*frames, axis=0, axis_name="F")
+    per_frame = (lambda node: node) if family.single else fn.per_frame
     if photometric is not None:
         matrices, sigmas, windows, solarize = photometric
         if family.colour:
-            frames = fn.coord_transform(frames, MT=fn.per_frame(matrices), dtype=types.UINT8)
+            frames = fn.coord_transform(frames, MT=per_frame(matrices), dtype=types.UINT8)
         if family.blur:
             # choice: the window spans +-3 sigma; BYOL's 23 taps at 224 px reach past that with
-            # weights under 0.3% (less than a grey level). Unblurred frames get 1 tap.
-            frames = fn.gaussian_blur(frames, sigma=fn.per_frame(sigmas), window_size=fn.per_frame(windows))
+            # weights under 0.3% (less than a grey level). On the CPU backend an unblurred
+            # frame gets 1 tap (no work); on the GPU, 3 taps of a tiny sigma cost less than
+            # the operator that would pass the windows.
+            window = {"window_size": per_frame(windows)} if image.device == "cpu" else {}
+            frames = fn.gaussian_blur(frames, sigma=per_frame(sigmas), **window)
         if family.solarize:
             frames = _solarize(frames, solarize)
-    return fn.crop_mirror_normalize(frames, dtype=dtype, output_layout="FHWC", mean=list(IMAGENET_MEAN),
-                                    std=list(IMAGENET_STD))
+    return fn.crop_mirror_normalize(frames, dtype=dtype, output_layout="HWC" if family.single else "FHWC",
+                                    mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD))
 
 
 def _swap(view, anchors, shapes, batch_size: int):
@@ -96,10 +108,11 @@ def draw_parameters(plan: Plan, sample_id, shape, side: tuple, seed: int, epoch:
 
     windows: family -> [(roi_start, roi_end)]; photometric: family -> nodes or None;
     table: [R, 13]; swap: (anchors, shapes) or None."""
-    parameters = {"windows": _windows(plan, sample_id, shape, side, seed, epoch),
-                  "photometric": {f.name: _photometric(f, sample_id, seed, epoch) for f in plan.families}}
+    table_spec = _constant(spec(plan.table_rows, seed, epoch))
+    parameters = {"windows": _windows(plan, table_spec, sample_id, shape, side, seed, epoch),
+                  "photometric": {f.name: _photometric(f, table_spec, sample_id, seed, epoch) for f in plan.families}}
     table = "view_table_saliency" if side else "view_table"
-    parameters["table"] = kernels.call(table, _constant(spec(plan.table_rows, seed, epoch)), sample_id, shape, *side)
+    parameters["table"] = kernels.call(table, table_spec, sample_id, shape, *side)
     parameters["swap"] = (tuple(kernels.call("swap", _constant(spec([plan.swap_row], seed, epoch)), sample_id))
                           if plan.swap_row is not None else None)
     return parameters

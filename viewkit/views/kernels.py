@@ -21,9 +21,10 @@ import threading
 import numpy as np
 from numba import njit
 from nvidia.dali import types
+from nvidia.dali.pipeline import do_not_convert
 
 from viewkit.views import draws
-from viewkit.views.plan import CROP, FIXED, IMAGE_SIZE, PAIR, SWAP, TABLE_WIDTH, WHOLE
+from viewkit.views.plan import CROP, FIXED, IMAGE_SIZE, PAIR, SALIENCY, SWAP, TABLE_WIDTH, WHOLE
 
 _EMPTY_REGIONS = np.zeros((0, 4), np.float32)
 _EMPTY_SCORES = np.zeros(0, np.float32)
@@ -70,38 +71,74 @@ def _saliency_window(spec, row, crop, sample_id, height, width, regions, scores)
 
 
 @njit(cache=True)
-def _rois(outputs, sample_id, shape, spec, regions, scores):
+def _rois(outputs, sample_id, shape, spec, regions, scores, first):
+    """Windows of the (up to) three view rows from row `first` of the spec."""
     height, width = float(shape[0]), float(shape[1])
-    for view in range(min(3, spec.shape[0] - 1)):
-        x0, y0, x1, y1, flip = _window(spec, view + 1, sample_id[0], height, width, regions, scores)
+    for view in range(3):
+        row = first + view
+        if row >= spec.shape[0]:
+            break
+        kind = int(round(_number(spec, row, 0)))
+        if kind != CROP and kind != WHOLE and kind != SALIENCY:
+            break
+        x0, y0, x1, y1, flip = _window(spec, row, sample_id[0], height, width, regions, scores)
         start, end = outputs[2 * view], outputs[2 * view + 1]
         start[0], end[0] = y0, y1
         start[1], end[1] = (x1, x0) if flip else (x0, x1)  # a reversed window: resize flips it
 
 
-def crop_rois(start0, end0, start1, end1, start2, end2, spec, sample_id, shape, _pad0, _pad1, _pad2):
-    _rois((start0, end0, start1, end1, start2, end2), sample_id, shape, spec, _EMPTY_REGIONS, _EMPTY_SCORES)
+_CHUNKS: dict = {}
 
 
-def saliency_rois(start0, end0, start1, end1, start2, end2, spec, sample_id, shape, regions, scores, _pad):
-    _rois((start0, end0, start1, end1, start2, end2), sample_id, shape, spec, regions, scores)
+@do_not_convert  # made inside pipeline definitions: DALI's AutoGraph must leave it to numba
+def rois_kernel(saliency: bool, chunk: int):
+    """The kernel of views 3 chunk .. 3 chunk + 2 of a spec: one compiled function per chunk,
+    so that every chunk reads one spec (the table's for crops) and no constant is repeated."""
+    key = (saliency, chunk)
+    if key not in _CHUNKS:
+        first = 1 + 3 * chunk
+        if saliency:
+            def run(start0, end0, start1, end1, start2, end2, spec, sample_id, shape, regions, scores, _pad):
+                _rois((start0, end0, start1, end1, start2, end2), sample_id, shape, spec, regions, scores, first)
+        else:
+            def run(start0, end0, start1, end1, start2, end2, spec, sample_id, shape, _pad0, _pad1, _pad2):
+                _rois((start0, end0, start1, end1, start2, end2), sample_id, shape, spec, _EMPTY_REGIONS,
+                      _EMPTY_SCORES, first)
+        _CHUNKS[key] = run
+    return _CHUNKS[key]
+
+
+@njit(cache=True)
+def _photometric(spec, row, first_column, sample_id, matrix, sigma, window, solarize, frame):
+    """One frame's colour matrix, blur sigma and window, and solarise flag, from the augment
+    numbers at `first_column` of spec row `row`."""
+    seed, epoch = spec[0, 0], spec[0, 1]
+    stream = int(round(_number(spec, row, 1)))
+    c = first_column
+    draws.colour_matrix(seed, epoch, sample_id, stream, _number(spec, row, c), _number(spec, row, c + 1),
+                        _number(spec, row, c + 2), _number(spec, row, c + 3), _number(spec, row, c + 4),
+                        _number(spec, row, c + 5), matrix)
+    drawn_sigma = draws.blur_sigma(seed, epoch, sample_id, stream, _number(spec, row, c + 6),
+                                   _number(spec, row, c + 7), _number(spec, row, c + 8))
+    sigma[frame] = drawn_sigma
+    # +-3 sigma (DALI's own window for a sigma); 1 tap for a frame left unblurred: no work
+    window[frame] = 1 if drawn_sigma == draws.NO_BLUR_SIGMA else 2 * int(math.ceil(3.0 * drawn_sigma)) + 1
+    # solarise as min(x, limit - x): 255 inverts pixels >= 128, 510 leaves every pixel be
+    solarize[frame] = 255 if draws.drawn(seed, epoch, sample_id, stream, draws.SOLARIZE, _number(spec, row, c + 9)) \
+        else 510
 
 
 def photometric(matrices, sigmas, windows, solarize, spec, sample_id, _pad0, _pad1):
-    seed, epoch = spec[0, 0], spec[0, 1]
     for frame in range(spec.shape[0] - 1):
-        row = frame + 1
-        stream = int(round(_number(spec, row, 1)))
-        draws.colour_matrix(seed, epoch, sample_id[0], stream, _number(spec, row, 2), _number(spec, row, 3),
-                            _number(spec, row, 4), _number(spec, row, 5), _number(spec, row, 6),
-                            _number(spec, row, 7), matrices[frame])
-        sigma = draws.blur_sigma(seed, epoch, sample_id[0], stream, _number(spec, row, 8), _number(spec, row, 9),
-                                 _number(spec, row, 10))
-        sigmas[frame] = sigma
-        # +-3 sigma (DALI's own window for a sigma); 1 tap for a frame left unblurred: no work
-        windows[frame] = 1 if sigma == draws.NO_BLUR_SIGMA else 2 * int(math.ceil(3.0 * sigma)) + 1
-        flag = draws.drawn(seed, epoch, sample_id[0], stream, draws.SOLARIZE, _number(spec, row, 11))
-        solarize[frame, 0, 0, 0] = 1 if flag else 0
+        _photometric(spec, frame + 1, 2, sample_id[0], matrices[frame], sigmas, windows, solarize[:, 0, 0, 0], frame)
+
+
+def photometric_single(matrix, sigma, window, solarize, spec, sample_id, _pad0, _pad1):
+    """The single view's photometrics, from its WHOLE row of the table (augment numbers from
+    column 3 on)."""
+    for row in range(1, spec.shape[0]):
+        if int(round(_number(spec, row, 0))) == WHOLE:
+            _photometric(spec, row, 3, sample_id[0], matrix, sigma, window, solarize[:, 0, 0], 0)
 
 
 @njit(cache=True)
@@ -181,6 +218,14 @@ def setup_photometric(outs, ins):
         outs[3][sample][0], outs[3][sample][1], outs[3][sample][2], outs[3][sample][3] = frames, 1, 1, 1
 
 
+def setup_photometric_single(outs, ins):
+    for sample in range(len(outs[0])):
+        outs[0][sample][0], outs[0][sample][1] = 3, 4
+        outs[1][sample][0] = 1
+        outs[2][sample][0] = 1
+        outs[3][sample][0], outs[3][sample][1], outs[3][sample][2] = 1, 1, 1
+
+
 def setup_table(outs, ins):
     for sample in range(len(outs[0])):
         outs[0][sample][0], outs[0][sample][1] = ins[0][sample][0] - 1, TABLE_WIDTH
@@ -195,11 +240,10 @@ def setup_swap(outs, ins):
 _I64, _F32 = types.INT64, types.FLOAT
 _SIDE = ([_F32, _F32], [2, 1])  # regions [K, 4], scores [K]
 KERNELS = {  # name: run, setup, out types, outs ndim, in types, ins ndim
-    "crop_rois": (crop_rois, setup_rois, [_F32] * 6, [1] * 6, [_I64] * 6, [2, 1, 1, 2, 2, 2]),
-    "saliency_rois": (saliency_rois, setup_rois, [_F32] * 6, [1] * 6, [_I64] * 3 + _SIDE[0] + [_I64],
-                      [2, 1, 1] + _SIDE[1] + [2]),
-    "photometric": (photometric, setup_photometric, [_F32, _F32, types.INT32, types.UINT8], [3, 1, 1, 4], [_I64] * 4,
+    "photometric": (photometric, setup_photometric, [_F32, _F32, types.INT32, types.INT16], [3, 1, 1, 4], [_I64] * 4,
                     [2, 1, 2, 2]),
+    "photometric_single": (photometric_single, setup_photometric_single, [_F32, _F32, types.INT32, types.INT16],
+                           [2, 1, 1, 3], [_I64] * 4, [2, 1, 2, 2]),
     "view_table": (view_table, setup_table, [_F32], [2], [_I64] * 3, [2, 1, 1]),
     "view_table_saliency": (view_table_saliency, setup_table, [_F32], [2], [_I64] * 3 + _SIDE[0],
                             [2, 1, 1] + _SIDE[1]),
@@ -243,17 +287,24 @@ def _memoised_numba_function():
     return _operator_class
 
 
-PADDING = {"crop_rois": 3, "saliency_rois": 1, "photometric": 2}  # spec repeats after the real inputs
+PADDING = {"crop_rois": 3, "saliency_rois": 1, "photometric": 2, "photometric_single": 2}  # spec repeated
 
 
 def operator(name: str):
     """A DALI operator running kernel `name` (compiled on first use in the process); call it
     with `call`, which adds the padding inputs."""
-    run, setup, out_types, outs_ndim, in_types, ins_ndim = KERNELS[name]
+    kind, _, chunk = name.partition("/")
+    if kind in ("crop_rois", "saliency_rois"):  # "crop_rois/2": views 6..8 of the spec
+        ins = [_I64] * 6 if kind == "crop_rois" else [_I64] * 3 + _SIDE[0] + [_I64]
+        ins_ndim = [2, 1, 1, 2, 2, 2] if kind == "crop_rois" else [2, 1, 1] + _SIDE[1] + [2]
+        run, setup, out_types, outs_ndim, in_types = rois_kernel(kind == "saliency_rois", int(chunk)), setup_rois, \
+            [_F32] * 6, [1] * 6, ins
+    else:
+        run, setup, out_types, outs_ndim, in_types, ins_ndim = KERNELS[name]
     return _memoised_numba_function()(run_fn=run, setup_fn=setup, out_types=out_types, outs_ndim=outs_ndim,
                                       in_types=in_types, ins_ndim=ins_ndim, batch_processing=False)
 
 
 def call(name: str, spec, *inputs):
     """The outputs of kernel `name` on (spec, *inputs), padded as DALI's wrapper needs."""
-    return operator(name)(spec, *inputs, *([spec] * PADDING.get(name, 0)))
+    return operator(name)(spec, *inputs, *([spec] * PADDING.get(name.partition("/")[0], 0)))

@@ -69,7 +69,7 @@ def arrange(batch: dict[str, torch.Tensor], recipe: Recipe) -> dict[str, torch.T
         out[f"{family.name}_boxes"] = _fresh(rows[..., 0:4].transpose(0, 1))
         out[f"{family.name}_flips"] = rows[..., 4].transpose(0, 1) > 0.5
     if recipe.original is not None:
-        out["original"] = _frames(batch["original"], dtype)[0]
+        out["original"] = batch["original"].to(dtype=dtype, copy=True).permute(0, 3, 1, 2)  # [B, 3, S, S]
         out["original_flip"] = table[:, layout["original"][0], 4] > 0.5
     if recipe.saliency is not None:
         first, t = layout["saliency"]

@@ -16,7 +16,7 @@ import numpy as np
 from viewkit.views.augment import Augment, geometry_only
 from viewkit.views.families import Recipe
 
-WIDTH = 12  # columns of a spec row
+WIDTH = 16  # columns of a spec row
 FIXED = float(2**32)
 # Row kinds (column 0).
 CROP, WHOLE, SALIENCY, IMAGE_SIZE, PAIR, SWAP, AUGMENT = range(1, 8)
@@ -51,10 +51,13 @@ class Family:
     def solarize(self) -> bool:
         return any(v.augment.solarize_p > 0 for v in self.views)
 
+    @property
+    def single(self) -> bool:
+        """LeOCLR's original: one view, processed as an image, not as frames."""
+        return self.name == "original"
+
     def augment_rows(self) -> list[tuple[float, ...]]:
-        return [(AUGMENT, v.stream, a.color_jitter_p, a.brightness, a.contrast, a.saturation, a.hue, a.grayscale_p,
-                 a.blur_p, a.blur_sigma[0], a.blur_sigma[1], a.solarize_p)
-                for v, a in ((v, v.augment) for v in self.views)]
+        return [(AUGMENT, v.stream, *augment_numbers(v.augment)) for v in self.views]
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,11 @@ class Plan:
         return layout
 
 
+def augment_numbers(a: Augment) -> tuple[float, ...]:
+    return (a.color_jitter_p, a.brightness, a.contrast, a.saturation, a.hue, a.grayscale_p, a.blur_p,
+            a.blur_sigma[0], a.blur_sigma[1], a.solarize_p)
+
+
 def _log(ratio: tuple[float, float]) -> tuple[float, float]:
     return math.log(ratio[0]), math.log(ratio[1])
 
@@ -97,7 +105,8 @@ def make_plan(recipe: Recipe, augment: bool = True) -> Plan:
         table_rows += [v.row for v in views]
     if recipe.original is not None:
         a = keep(recipe.original.augment)
-        view = View((WHOLE, stream, a.flip_p), a, stream)
+        # the row carries its photometrics too: the single view's kernel reads them from the table
+        view = View((WHOLE, stream, a.flip_p, *augment_numbers(a)), a, stream)
         stream += 1
         families.append(Family("original", recipe.original.size, (view,)))
         table_rows.append(view.row)
