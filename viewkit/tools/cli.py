@@ -3,28 +3,38 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
-from viewkit.tools import bench, demo, eval, info, preview, saliency, shard, train, verify
-
+# Command -> its one-line summary (the first line of its module's docstring; a test holds
+# them equal). Only the command run is imported: torch and DALI take seconds to load, and
+# `viewkit --help` or `viewkit info` need neither.
 COMMANDS = {
-    "shard": shard,
-    "verify": verify,
-    "info": info,
-    "preview": preview,
-    "bench": bench,
-    "saliency": saliency,
-    "train": train,
-    "eval": eval,
-    "demo": demo,
+    "shard": "Write ImageNet, COCO or an image folder as shuffled WebDataset shards with DALI indices.",
+    "verify": "Check a sharded dataset: checksums, index entries against tars, counts, ids, and decode every image.",
+    "info": "Summarise a sharded dataset from its manifest.",
+    "preview": "Contact sheet of a recipe's views: per sample, the source with every window drawn, then every view.",
+    "bench": "Throughput of a recipe's views: viewkit against a torchvision DataLoader in the same run.",
+    "saliency": "Build a saliency store (regions by sample id) for SGCL's saliency-guided crops.",
+    "train": "Pretrain with one of the SSL methods on viewkit shards.",
+    "eval": "Evaluate a pretrained backbone on labelled shards.",
+    "demo": "Run viewkit end to end on the embedded default dataset (no download, no GPU needed).",
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def command_module(name: str):
+    return importlib.import_module(f"viewkit.tools.{name}")
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser, with the arguments of `command` only (every command is listed)."""
     parser = argparse.ArgumentParser(prog="viewkit", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, module in COMMANDS.items():
-        summary = module.__doc__.strip().splitlines()[0]
+    for name, summary in COMMANDS.items():
+        if name != command:
+            commands.add_parser(name, help=summary)
+            continue
+        module = command_module(name)
         sub = commands.add_parser(name, help=summary, description=module.__doc__,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(sub)
@@ -33,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(next((a for a in argv if not a.startswith("-")), None))
     # `viewkit train CONFIG --data D --out R key=value ...`: argparse cannot take positionals
     # after options, so trailing key=value pairs are collected here.
     args, extra = parser.parse_known_args(argv)
