@@ -12,6 +12,7 @@ once per epoch; on a small dataset (Imagenette, ImageNet-100) that boundary recu
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 
@@ -46,6 +47,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--json", help="append the figures as one line to this .jsonl file")
     args = parser.parse_args()
     results = {True: [], False: []}
     for _ in range(args.rounds):
@@ -59,6 +61,15 @@ def main() -> None:
     ahead = statistics.median(r[0] for r in results[True])
     on_demand = statistics.median(r[0] for r in results[False])
     print(f"epoch-boundary wait, built ahead / on demand: {ahead / on_demand:.2f}")
+    if args.json:
+        other = statistics.median(r[1] for r in results[True])
+        record = {"name": "epoch-boundary", "date": time.strftime("%Y-%m-%d", time.gmtime()),
+                  "command": "python benchmarks/epoch_boundary.py " + " ".join(
+                      f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("shards", "json")),
+                  "first_batch_ms_built_ahead": ahead * 1e3, "first_batch_ms_on_demand": on_demand * 1e3,
+                  "other_batch_ms": other * 1e3, "boundary_extra_ms": (ahead - other) * 1e3}
+        with open(args.json, "a") as f:
+            f.write(json.dumps(record) + "\n")
 
 
 if __name__ == "__main__":

@@ -241,6 +241,13 @@ def test_train_and_eval_commands(embedded_shards, tmp_path, capsys):
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("knn_top1=") and 0.0 <= float(last.split("=")[1]) <= 1.0
     assert json.loads((tmp_path / "run" / "checkpoint-last.knn.json").read_text())["protocol"] == "knn"
+    unwritable = "/dev/null/knn.json"  # a file as its parent: fails for root too, where permissions do not
+    assert main(["eval", "knn", "--checkpoint", str(tmp_path / "run" / "checkpoint-last.pt"), "--train",
+                 str(embedded_shards), "--val", str(embedded_shards), "--resolution", "32", "--device", "cpu",
+                 "--json", unwritable]) == 2
+    out, err = capsys.readouterr()
+    assert out.strip().splitlines()[-1].startswith("knn_top1=")  # the result was printed before the write failed
+    assert err.strip() == f"viewkit eval: error: {unwritable}: Not a directory"
     assert main(["eval", "linear", "--checkpoint", str(tmp_path / "run" / "checkpoint-last.pt"), "--train",
                  str(embedded_shards), "--val", str(embedded_shards), "--resolution", "32", "--device", "cpu",
                  "--epochs", "5"]) == 0

@@ -165,14 +165,17 @@ def bench(args: argparse.Namespace) -> dict:
                               drop_last=True, rank=0, world_size=1, **_decoder_options(args))
     needed = args.warmup + args.batches
 
-    if len(world_loader) < needed:  # a round inside one epoch: no pipeline build in the timed batches
+    # Every round in one epoch of one pipeline, one after another: no pipeline build and no
+    # epoch boundary in the timed batches (steady state only).
+    if len(world_loader) < args.rounds * needed:
         raise ValueError(f"{args.shards}: an epoch has {len(world_loader)} batches of {args.batch_size}, fewer than "
-                         f"--warmup {args.warmup} + --batches {args.batches}; lower them or the batch size")
-    epoch = iter(range(1_000_000))
+                         f"--rounds {args.rounds} x (--warmup {args.warmup} + --batches {args.batches}); lower them "
+                         "or the batch size")
+    world_loader.set_epoch(0)
+    epoch = iter(world_loader)
 
     def viewkit_iterator():
-        world_loader.set_epoch(next(epoch))
-        return iter(x for x, _ in zip(world_loader, range(needed)))
+        return iter(x for x, _ in zip(epoch, range(needed)))
 
     def baseline_iterator():
         return iter(baseline_loader(list(world_loader.shards.tars), recipe, args.batch_size, args.workers,
@@ -270,8 +273,11 @@ def bench_saliency(args: argparse.Namespace) -> dict:
 def _write(path: str | None, result: dict) -> None:
     """A .jsonl file gets one more line (a measurement record); any other name the JSON itself."""
     if path and path.endswith(".jsonl"):
+        from viewkit.trainer.checkpoint import git_revision
+
+        stamp = {"date": time.strftime("%Y-%m-%d", time.gmtime()), "git": git_revision()}
         with open(path, "a") as f:
-            f.write(json.dumps(result) + "\n")
+            f.write(json.dumps(stamp | result) + "\n")
     elif path:
         Path(path).write_text(json.dumps(result, indent=2))
 

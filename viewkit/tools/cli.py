@@ -60,8 +60,11 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{args.command} --device gpu: torch sees no CUDA GPU here; --device cpu runs the same work")
     try:
         return args.run(args) or 0
-    except (FileNotFoundError, FileExistsError, ValueError) as e:
-        print(f"viewkit {args.command}: error: {e}", file=sys.stderr)
+    except (OSError, ValueError) as e:
+        # our own errors carry a message; the system's (no space left, read-only file system,
+        # permission denied, not a directory) a path and a cause: one line either way
+        message = f"{e.filename}: {e.strerror}" if isinstance(e, OSError) and e.strerror and e.filename else str(e)
+        print(f"viewkit {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

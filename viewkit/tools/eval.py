@@ -93,7 +93,7 @@ def evaluate(args: argparse.Namespace) -> int:
     result[f"{args.protocol}_top1"] = top1
     suffix = f".{args.protocol}{'-fg' if args.features == 'fg' else ''}.json"
     target = args.json or (str(Path(args.checkpoint).with_suffix(suffix)) if args.checkpoint and not args.random_init else None)
+    print(f"{args.protocol}_top1={top1:.4f}", flush=True)  # before the write: a failing disk loses no result
     if target:
         Path(target).write_text(json.dumps(result, indent=2))
-    print(f"{args.protocol}_top1={top1:.4f}")
     return 0

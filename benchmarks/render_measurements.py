@@ -1,0 +1,144 @@
+"""Renders docs/benchmarks.md from the measurement lines in docs/measurements/*.jsonl.
+
+    python benchmarks/render_measurements.py [--check]
+
+Every figure on the page comes from a JSON line a benchmark appended (`viewkit bench ...
+--json docs/measurements/NAME.jsonl`, `benchmarks/checksum_cost.py`); the page is never
+edited by hand. `--check` exits 1 when the page is not what the lines render to.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MEASUREMENTS = ROOT / "docs" / "measurements"
+PAGE = ROOT / "docs" / "benchmarks.md"
+
+
+def _lines(pattern: str) -> list[tuple[str, dict]]:
+    found = []
+    for path in sorted(MEASUREMENTS.glob(pattern)):
+        found += [(path.name, json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
+    return found
+
+
+def _machine(record: dict) -> str:
+    machine = record.get("machine", {})
+    gpu = f", {machine['gpu']}" if machine.get("gpu") else ""
+    return f"{machine.get('cores', '?')} cores{gpu}"
+
+
+def graph_rows() -> list[str]:
+    rows = ["| file | date | git | recipe | graph | CPU ops | GPU ops | host stage core-ms/sample | floor (reader + shapes) | "
+            "parameters | batch, threads | machine |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, r in _lines("*.jsonl"):
+        if r.get("name") == "graph":
+            rows.append(f"| {name} | {r.get('date', '-')} | {r.get('git') or '-'} | `{r['recipe']}` | {r['device']} | {r['cpu']} | {r['gpu']} | "
+                        f"{r['host_core_ms_per_sample']:.3f} | {r['floor_core_ms_per_sample']:.3f} | "
+                        f"{r['parameters_core_ms_per_sample']:.3f} | {r['batch_size']}, {r['threads']} | {_machine(r)} |")
+    return rows
+
+
+def view_rows() -> list[str]:
+    rows = ["| file | date | git | recipe | device | workers | batch | viewkit samples/s | baseline samples/s | ratio | "
+            "baseline blur | machine |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, r in _lines("*.jsonl"):
+        if "summary" in r and "viewkit" in r["summary"]:
+            baseline = r["summary"].get("baseline", {}).get("samples_per_s")
+            ratio = r["summary"].get("ratio_samples_per_s")
+            rows.append(f"| {name} | {r.get('date', '-')} | {(r.get('git') or '-')[:40]} | `{r['recipe']}` | {r['device']} | {r['workers']} | {r['batch_size']} | "
+                        f"{r['summary']['viewkit']['samples_per_s']:.1f} | "
+                        f"{'-' if baseline is None else f'{baseline:.1f}'} | {'-' if ratio is None else f'{ratio:.2f}'} | "
+                        f"{r.get('baseline_blur', '-')} | {_machine(r)} |")
+    return rows
+
+
+def stall_rows() -> list[str]:
+    rows = ["| file | method | device | batch | data stall | real data / in-memory ceiling | machine |",
+            "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name, r in _lines("*.jsonl"):
+        if "stall" in r and "train" in r:
+            rows.append(f"| {name} | {r['train']} | {r['device']} | {r['batch_size']} | {r['stall']:.1%} | "
+                        f"{r['ratio_to_ceiling']:.2f} | {_machine(r)} |")
+    return rows
+
+
+def checksum_rows() -> list[str]:
+    rows = ["| file | shards | MB | hash MB/s | share of a first epoch | ImageNet (140 GB) seconds | command |",
+            "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name, r in _lines("checksum-cost*.jsonl"):
+        rows.append(f"| {name} | {r['shards']} | {r['bytes'] / 1e6:.0f} | {r['hash_mb_per_s']:.0f} | "
+                    f"{r['hash_share_of_first_epoch']:.1%} | {r['imagenet_140gb_hash_seconds']:.0f} | `{r['command']}` |")
+    return rows
+
+
+def boundary_rows() -> list[str]:
+    rows = ["| file | date | first batch, built ahead (ms) | on demand (ms) | other batches (ms) | extra at the boundary (ms) "
+            "| command |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name, r in _lines("epoch-boundary*.jsonl"):
+        rows.append(f"| {name} | {r['date']} | {r['first_batch_ms_built_ahead']:.0f} | {r['first_batch_ms_on_demand']:.0f} | "
+                    f"{r['other_batch_ms']:.0f} | {r['boundary_extra_ms']:.0f} | `{r['command']}` |")
+    return rows
+
+
+def render() -> str:
+    parts = [
+        "# Benchmarks",
+        "",
+        "Rendered by `python benchmarks/render_measurements.py` from `docs/measurements/*.jsonl`; do not edit.",
+        "Each row is one JSON line; the file name says where and when it was measured.",
+        "",
+        "## View graph: operators and host stage",
+        "",
+        "`viewkit bench SHARDS --recipe R --device gpu --graph --json docs/measurements/graph.jsonl`: the loader's "
+        "pipeline defined for the GPU (no GPU needed), its operators by device, and its CPU part timed on this CPU "
+        "beside the reader + shapes floor of the same run.",
+        "",
+        *graph_rows(),
+        "",
+        "## Views: viewkit against the torchvision baseline",
+        "",
+        "`viewkit bench SHARDS --recipe R [--device gpu] --json docs/measurements/NAME.jsonl`: both sides "
+        "interleaved with the same CPU workers, medians of the rounds.",
+        "",
+        *view_rows(),
+        "",
+        "## Trainer data stall",
+        "",
+        "`viewkit bench SHARDS --train METHOD --json ...`: time waiting for data over step time, real loader against "
+        "one batch held in memory.",
+        "",
+        *stall_rows(),
+        "",
+        "## Shard checksums at loader start",
+        "",
+        *checksum_rows(),
+        "",
+        "## Epoch boundary",
+        "",
+        "The wait for an epoch's first batch against the other batches: what a boundary costs.",
+        "",
+        *boundary_rows(),
+        "",
+    ]
+    return "\n".join(parts)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true")
+    args = parser.parse_args()
+    page = render()
+    if args.check:
+        return 0 if PAGE.exists() and PAGE.read_text() == page else 1
+    PAGE.write_text(page)
+    print(f"wrote {PAGE}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
