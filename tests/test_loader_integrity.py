@@ -64,3 +64,17 @@ def test_arguments_that_would_fail_later_are_refused_at_construction(embedded_sh
     kwargs = dict(batch_size=4) | kwargs
     with pytest.raises(ValueError, match=message):
         ViewLoader(embedded_shards, "moco_v2", kwargs.pop("batch_size"), device="cpu", **kwargs)
+
+
+def test_a_finished_epoch_is_not_iterated_again_and_its_state_resumes_the_next(embedded_shards):
+    loader = _loader(embedded_shards, seed=4)
+    loader.set_epoch(0)
+    assert len(list(loader)) == len(loader)
+    with pytest.raises(RuntimeError, match=r"epoch 0 is over: call set_epoch\(1\)"):
+        list(loader)
+    resumed = _loader(embedded_shards, seed=4)
+    resumed.load_state_dict(loader.state_dict())
+    fresh = _loader(embedded_shards, seed=4)
+    fresh.set_epoch(1)
+    assert resumed.epoch == 1
+    assert [b["id"].tolist() for b in resumed] == [b["id"].tolist() for b in fresh]

@@ -117,3 +117,31 @@ def test_shard_size_takes_units(embedded_source, tmp_path):
                  "--workers", "1"]) == 0
     expected = samples_per_shard(sources.folder_items(embedded_source["images"]), ShardOptions(shard_size=64_000))
     assert 1 < fmt.read_manifest(out)["samples_per_shard"] == expected
+
+
+def test_empty_and_all_rejected_inputs_end_in_one_line(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["shard", "folder", str(tmp_path / "empty"), str(tmp_path / "out1"), "--quiet"]) == 2
+    assert capsys.readouterr().err.strip().endswith("no files found to shard (looked for images below "
+                                                    f"{tmp_path / 'empty'})")
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "a.jpg").write_bytes(b"not a jpeg")
+    assert main(["shard", "folder", str(tmp_path / "junk"), str(tmp_path / "out2"), "--quiet"]) == 2
+    out, err = capsys.readouterr()
+    assert "0 written, 1 rejected, 0 shards" in out
+    assert err.strip() == (f"viewkit shard: error: every input was rejected (1 input): the reasons are in "
+                           f"{tmp_path / 'out2' / 'rejected.jsonl'}")
+
+
+def test_an_unknown_val_label_says_where_known_labels_come_from(embedded_source, tmp_path):
+    src = tmp_path / "imagenet"
+    folders = _class_folders(embedded_source)
+    for folder in folders[:2]:
+        shutil.copytree(folder, src / "train" / folder.name)
+    (src / "val").mkdir()
+    first = next(folders[0].iterdir())
+    shutil.copy(first, src / "val" / "v1.jpg")
+    (tmp_path / "labels.txt").write_text("v1.jpg n99999999\n")
+    listing = sources.imagenet_items(src, "val", str(tmp_path / "labels.txt"))
+    assert listing.rejected == [{"path": "val/v1.jpg", "reason": "label 'n99999999' is not a known wnid "
+                                 f"(known: the folders under {src.resolve() / 'train'})"}]

@@ -99,7 +99,17 @@ def test_resume_gives_the_same_next_losses(method, stop, embedded_shards, tmp_pa
     with open(tmp_path / "resumed" / "metrics.jsonl", "a") as metrics:  # a kill after the checkpoint had logged on
         metrics.write(json.dumps({"step": stop + 1, "epoch": 1, "loss": -1.0}) + "\n")
         metrics.write(json.dumps({"epoch": 2, "knn_top1": 0.0}) + "\n")
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(tmp_path / "resumed" / "tensorboard") as events:  # ... and TensorBoard too
+        events.add_scalar("loss", -1.0, stop + 1)
     train(config, embedded_shards, tmp_path / "resumed", resume=True, progress=False)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logged = EventAccumulator(str(tmp_path / "resumed" / "tensorboard"))
+    logged.Reload()
+    scalars = logged.Scalars("loss")
+    assert [e.step for e in scalars] == sorted({e.step for e in scalars}) and -1.0 not in [e.value for e in scalars]
     rows = [json.loads(line) for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
     assert [row["step"] for row in rows] == list(range(1, 7))
     whole, resumed = losses(tmp_path / "whole"), losses(tmp_path / "resumed")
@@ -338,9 +348,19 @@ def test_bad_config_is_named(tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="device: gpu, and torch sees no CUDA GPU; device=cpu"):
             train(TrainConfig(device="gpu"), str(tmp_path), tmp_path / "run")
-    (tmp_path / "c.yaml").write_text("lerning_rate: 1\n")
-    with pytest.raises(ValueError, match="unknown config keys \\['lerning_rate'\\]"):
+    (tmp_path / "c.yaml").write_text("base_lrr: 1\n")
+    with pytest.raises(ValueError, match="unknown config key 'base_lrr' \\(did you mean 'base_lr'\\?\\)"):
         load_config(tmp_path / "c.yaml")
+    with pytest.raises(ValueError, match="override 'batchsize=3': unknown key 'batchsize' \\(did you mean 'batch_size'"):
+        load_config(None, ["batchsize=3"])
+    for override, said in (("batch_size=abc", "batch_size='abc' must be an integer"),
+                           ("base_lr=fast", "base_lr='fast' must be a number"),
+                           ("channels_last=3", "channels_last=3 must be true or false")):
+        with pytest.raises(ValueError, match=said):
+            load_config(None, [override])
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ValueError, match="a config is a YAML mapping"):
+        load_config(tmp_path / "list.yaml")
     with pytest.raises(ValueError, match="method 'mocov3'"):
         load_config(None, ["method=mocov3"])
     with pytest.raises(ValueError, match="has no option"):

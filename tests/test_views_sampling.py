@@ -170,3 +170,12 @@ def test_augment_override_reaches_every_view_and_keeps_the_rest():
     assert recipes.from_dict(yaml.safe_load(recipes.to_yaml(byol))) == byol
     with pytest.raises(ValueError, match="blur_sigma"):
         recipes.get("byol", augment_blur_sigma=[2.0, 1.0])
+
+
+def test_overrides_reach_families_with_underscores_and_typos_get_a_suggestion(monkeypatch):
+    monkeypatch.setitem(recipes.PRESETS, "two_names", Recipe("two_names", crops=(
+        Crops("my", 2, 32, (0.2, 1.0)), Crops("my_crops", 2, 16, (0.05, 0.4)))))
+    recipe = recipes.get("two_names", my_crops_size=48, my_size=64)
+    assert [c.size for c in recipe.crops] == [64, 48]
+    with pytest.raises(ValueError, match="unknown override 'global_sise' for recipe 'logo' \\(did you mean 'global_size'"):
+        recipes.get("logo", global_sise=3)

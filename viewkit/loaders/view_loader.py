@@ -151,6 +151,9 @@ class ViewLoader:
             self._pipe, self._names = self._build(self.epoch, self.side_data, self._checkpoint, self._device_id())
 
     def __iter__(self):
+        if self._step >= len(self):  # an empty epoch would pass for a finished training without a word
+            raise RuntimeError(f"epoch {self.epoch} is over: call set_epoch({self.epoch + 1}) before iterating again "
+                               f"(set_epoch({self.epoch}) repeats it)")
         start, end = epochs.part_bounds(self.shards.num_samples, self.rank, self.world_size)
         part = end - start
         if self._names is None:
@@ -211,5 +214,7 @@ class ViewLoader:
             if state[key] != mine:
                 raise ValueError(f"cannot resume: saved {key}={state[key]!r}, this loader has {mine!r}")
         self.epoch, self._step, self._checkpoint = state["epoch"], state["step"], state["checkpoint"]
+        if self._step >= len(self):  # saved at the end of an epoch: resume at the start of the next
+            self.epoch, self._step, self._checkpoint = self.epoch + 1, 0, None
         self._pipe = self._names = None
         self._drop_ahead()

@@ -164,11 +164,12 @@ def imagenet_items(src: str | os.PathLike, split: str, labels_file: str | None =
     names = _synset_names(root)
     wnid_dirs = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
     if names:
-        wnids = sorted(names)
+        wnids, known_from = sorted(names), f"the wnids of {root / 'LOC_synset_mapping.txt'}"
     elif (root / "train").is_dir() and split != "train":
         wnids = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
+        known_from = f"the folders under {root / 'train'}"
     else:
-        wnids = wnid_dirs
+        wnids, known_from = wnid_dirs, f"the folders under {split_dir}"
     index_of = {w: i for i, w in enumerate(wnids)}
     items, rejected = [], []
     if wnid_dirs:
@@ -196,6 +197,7 @@ def imagenet_items(src: str | os.PathLike, split: str, labels_file: str | None =
         if not wnids:
             wnids = sorted({t for t in labels.values() if not t.lstrip("-").isdigit()})
             index_of = {w: i for i, w in enumerate(wnids)}
+            known_from = f"the wnids of {label_path.name}"
         files, rejected = _walk_files(split_dir, root)
         for path in files:
             rel = path.relative_to(root).as_posix()
@@ -211,7 +213,7 @@ def imagenet_items(src: str | os.PathLike, split: str, labels_file: str | None =
             elif token in index_of:
                 items.append(SourceItem(str(path), rel, index_of[token], names.get(token, token)))
             else:
-                rejected.append({"path": rel, "reason": f"label {token!r} is not a known wnid"})
+                rejected.append({"path": rel, "reason": f"label {token!r} is not a known wnid (known: {known_from})"})
     classes = [{"index": i, "id": w, "name": names.get(w, w)} for i, w in enumerate(wnids)]
     return SourceListing("imagenet", str(root), items, classes, rejected)
 

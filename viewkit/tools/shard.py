@@ -78,6 +78,8 @@ def shard(args: argparse.Namespace) -> dict:
     else:
         split = args.split or "data"
         listing = sources.folder_items(args.src)
+    if not listing.items and not listing.rejected:
+        raise ValueError(f"{args.src}: no files found to shard (looked for images below {listed})")
     options = ShardOptions(shard_size=args.shard_size, shard_samples=args.shard_samples, max_side=args.max_side,
                            quality=args.quality, workers=args.workers, seed=args.seed, full_check=args.full_check)
     return write_dataset(listing, args.out, split=split, options=options, overwrite=args.overwrite,
@@ -87,7 +89,7 @@ def shard(args: argparse.Namespace) -> dict:
 def summary_line(manifest: dict, out: str) -> str:
     total_bytes = sum(s["bytes"] for s in manifest["shards"])
     line = (f"{out}: {manifest['num_samples']} written, {manifest['num_rejected']} rejected, "
-            f"{len(manifest['shards'])} shards, {total_bytes / 1e6:.1f} MB")
+            f"{_count(len(manifest['shards']), 'shard')}, {total_bytes / 1e6:.1f} MB")
     if "seconds" in manifest:
         seconds = manifest["seconds"]
         line += f", {seconds:.1f} s ({manifest['num_inputs'] / max(seconds, 1e-9):.0f} inputs/s)"
@@ -101,6 +103,14 @@ def summary_line(manifest: dict, out: str) -> str:
 def run(args: argparse.Namespace) -> int:
     manifest = shard(args)
     print(summary_line(manifest, args.out))
+    rejected = os.path.join(args.out, "rejected.jsonl")
+    if manifest["num_samples"] == 0:
+        raise ValueError(f"every input was rejected ({_count(manifest['num_inputs'], 'input')}): the reasons are in "
+                         f"{rejected}")
     if manifest["num_rejected"]:
-        print(f"rejections with reasons: {os.path.join(args.out, 'rejected.jsonl')}")
+        print(f"rejections with reasons: {rejected}")
     return 0
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"

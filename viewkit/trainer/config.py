@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,22 +104,46 @@ def _parse(value: str):
     return yaml.safe_load(value)
 
 
+def did_you_mean(word: str, choices) -> str:
+    """' (did you mean X?)' for the closest choice, or '' when none is close."""
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _check_types(data: dict, where: str) -> None:
+    """Each value of the type its field declares, said in one line (YAML reads `abc` as a string)."""
+    expected = {"int": (int, "an integer"), "float": ((int, float), "a number"), "bool": (bool, "true or false"),
+                "str": (str, "a string"), "dict": (dict, "a mapping")}
+    for f in dataclasses.fields(TrainConfig):
+        if f.name not in data or data[f.name] is None:
+            continue
+        kind = str(f.type).split(" | ")[0]  # the annotation as written: "int", "str | None", ...
+        if kind not in expected:
+            continue
+        value, (types, said) = data[f.name], expected[kind]
+        if not isinstance(value, types) or (kind in ("int", "float") and isinstance(value, bool)):
+            raise ValueError(f"{where}: {f.name}={value!r} must be {said}")
+
+
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
     """YAML file, then `key=value` overrides (`method_options.queue=4096` reaches into dicts)."""
     data = yaml.safe_load(Path(path).read_text()) if path else {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a config is a YAML mapping of keys to values, this file holds {type(data).__name__}")
     names = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = set(data) - names
-    if unknown:
-        raise ValueError(f"{path}: unknown config keys {sorted(unknown)}; keys: {sorted(names)}")
+    for key in data:
+        if key not in names:
+            raise ValueError(f"{path}: unknown config key {key!r}{did_you_mean(key, names)}")
     for override in overrides:
         key, sep, value = override.partition("=")
         if not sep:
             raise ValueError(f"override {override!r}: expected key=value")
         head, _, sub = key.partition(".")
         if head not in names:
-            raise ValueError(f"override {override!r}: unknown key {head!r}; keys: {sorted(names)}")
+            raise ValueError(f"override {override!r}: unknown key {head!r}{did_you_mean(head, names)}")
         if sub:
             data.setdefault(head, {})[sub] = _parse(value)
         else:
             data[head] = _parse(value)
+    _check_types(data, str(path) if path else "config")
     return TrainConfig(**data)

@@ -222,7 +222,8 @@ def _train(config: TrainConfig, data: str, out: str | Path, resume: bool, progre
               f"{'bf16' if autocast else 'fp32'}, views {config.recipe_name}")
         from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(out / "tensorboard")
+        # purge_step: events a killed run logged after its last checkpoint are dropped, not doubled
+        writer = SummaryWriter(out / "tensorboard", purge_step=step + 1 if step else None)
     if rank == 0 and resume and step:
         forget_rows_after(out / "metrics.jsonl", step, start_epoch)
     # a new run truncates what a run killed before its first checkpoint logged

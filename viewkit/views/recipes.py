@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from dataclasses import replace
 from pathlib import Path
 
@@ -93,7 +94,9 @@ def get(name: str, **overrides) -> Recipe:
     recipe_fields = {f.name for f in dataclasses.fields(Recipe)}
     direct, augment_changes = {}, {}
     for key, value in overrides.items():
-        family, _, field = key.partition("_")
+        # the longest crop family name the key starts with: family names may hold "_" too
+        family = next((name for name in sorted(crops, key=len, reverse=True) if key.startswith(name + "_")), None)
+        family, field = (family, key[len(family) + 1:]) if family else key.partition("_")[::2]
         if family == "augment" and field in _AUGMENT_FIELDS:
             augment_changes[field] = _frozen(value)
         elif key in recipe_fields:
@@ -107,9 +110,12 @@ def get(name: str, **overrides) -> Recipe:
         elif family in crops and field in _CROP_FIELDS:
             crops[family] = replace(crops[family], **{field: _frozen(value)})
         else:
-            raise ValueError(f"unknown override {key!r} for recipe {name!r}: recipe fields {sorted(recipe_fields)} "
-                             f"or <family>_<field> with family in {sorted(crops)} and field in {sorted(_CROP_FIELDS)}, "
-                             f"or augment_<field> with field in {sorted(_AUGMENT_FIELDS)}")
+            known = recipe_fields | {f"{c}_{f}" for c in crops for f in _CROP_FIELDS} | {
+                f"augment_{f}" for f in _AUGMENT_FIELDS}
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"unknown override {key!r} for recipe {name!r}{hint}: recipe fields, <family>_<field> "
+                             f"with family in {sorted(crops)}, or augment_<field>")
     recipe = replace(recipe, crops=tuple(crops.values()), **direct)
     return _with_augment(recipe, augment_changes) if augment_changes else recipe
 
