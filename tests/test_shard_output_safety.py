@@ -145,3 +145,19 @@ def test_an_unknown_val_label_says_where_known_labels_come_from(embedded_source,
     listing = sources.imagenet_items(src, "val", str(tmp_path / "labels.txt"))
     assert listing.rejected == [{"path": "val/v1.jpg", "reason": "label 'n99999999' is not a known wnid "
                                  f"(known: the folders under {src.resolve() / 'train'})"}]
+
+
+def test_bad_coco_annotation_files_are_named_in_one_line(embedded_source, tmp_path, capsys):
+    images = embedded_source["images"]
+    cases = {"missing.json": None, "binary.json": b"\x00\xff\x10garbage", "other.json": b'{"rows": [1, 2]}',
+             "sizeless.json": json.dumps({"images": [{"id": 1, "file_name": "disk/disk_00000.jpg"}]}).encode()}
+    said = {"missing.json": "no such annotation file", "binary.json": "not a JSON file",
+            "other.json": "not a COCO instances file (no 'images' list; keys: ['rows'])",
+            "sizeless.json": "image 1 lacks ['width', 'height']"}
+    for name, data in cases.items():
+        if data is not None:
+            (tmp_path / name).write_bytes(data)
+        assert main(["shard", "coco", images, str(tmp_path / "out"), "--annotations", str(tmp_path / name),
+                     "--quiet"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and str(tmp_path / name) in err and said[name] in err, err

@@ -92,3 +92,14 @@ def test_non_images_and_stray_files_are_rejected_not_dropped(tmp_path):
     reasons = {json.loads(line)["path"]: json.loads(line)["reason"] for line in (tmp_path / "out" / fmt.REJECTED_NAME).read_text().splitlines()}
     assert manifest["num_samples"] == 1
     assert reasons == {"cats/notes.txt": "not an image file (.txt)", "stray.png": "outside any class folder"}
+
+
+def test_32_bit_integer_tiff_saturates_instead_of_wrapping():
+    for value, expected in ((0, 0), (25_600, 100), (70_000, 255), (2**31 - 1, 255), (-5, 0)):
+        image = Image.fromarray(np.full((16, 16), value, np.int32), mode="I")
+        data = io.BytesIO()
+        image.save(data, format="TIFF")
+        prepared = prepare_image(data.getvalue(), max_side=None, quality=95, full_check=False)
+        assert prepared.rejection is None
+        pixels = np.asarray(Image.open(io.BytesIO(prepared.jpeg)).convert("L"), dtype=float)
+        assert abs(pixels.mean() - expected) <= 2, (value, pixels.mean())

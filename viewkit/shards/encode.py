@@ -122,8 +122,10 @@ def passthrough_blocker(data: bytes, header: JpegHeader | None, max_side: int | 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        # choice: 16-bit PNG/TIFF keep their top 8 bits; PIL's convert("RGB") would clip.
-        array = np.asarray(image, dtype=np.uint32) >> 8
+        # choice: 16-bit PNG/TIFF keep their top 8 bits; PIL's convert("RGB") would clip. PIL
+        # reads those as 32-bit "I" too: values are taken as 16-bit, and the rare ones outside
+        # 0..65535 saturate (a cast would wrap them mod 256).
+        array = np.clip(np.asarray(image, dtype=np.int64), 0, 65535) >> 8
         image = Image.fromarray(array.astype(np.uint8), mode="L")
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         # choice: composite transparency on white, so that cut-outs do not turn black.

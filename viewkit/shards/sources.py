@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -218,6 +219,33 @@ def imagenet_items(src: str | os.PathLike, split: str, labels_file: str | None =
     return SourceListing("imagenet", str(root), items, classes, rejected)
 
 
+def _load_coco(path: Path):
+    """pycocotools' COCO of an instances file, or one line saying what is wrong with the file."""
+    from pycocotools.coco import COCO
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such annotation file")
+    try:
+        data = json.loads(path.read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not a JSON file ({e.__class__.__name__}: {str(e)[:80]})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+        raise ValueError(f"{path}: not a COCO instances file (no 'images' list; keys: "
+                         f"{sorted(data)[:8] if isinstance(data, dict) else type(data).__name__})")
+    for key in ("annotations", "categories"):
+        data.setdefault(key, [])
+    for image in data["images"]:
+        missing = [k for k in ("id", "file_name", "width", "height") if k not in image]
+        if missing:
+            raise ValueError(f"{path}: image {image.get('id', image.get('file_name', '?'))!r} lacks {missing}; "
+                             "COCO instances files give every image its id, file_name, width and height")
+    coco = COCO()
+    coco.dataset = data
+    with contextlib.redirect_stdout(io.StringIO()):  # COCO() prints timings
+        coco.createIndex()
+    return coco
+
+
 def coco_items(images: str | os.PathLike, annotations: str | None = None) -> SourceListing:
     """COCO images with their instances (read with pycocotools), or images only.
 
@@ -238,10 +266,7 @@ def coco_items(images: str | os.PathLike, annotations: str | None = None) -> Sou
                 rejected.append(_not_image(root, path))
         return SourceListing("coco", str(root), items, [], rejected)
 
-    from pycocotools.coco import COCO
-
-    with contextlib.redirect_stdout(io.StringIO()):  # COCO() prints timings
-        coco = COCO(str(annotations))
+    coco = _load_coco(Path(annotations))
     category_ids = sorted(coco.getCatIds())
     index_of = {c: i for i, c in enumerate(category_ids)}
     classes = [{"index": index_of[c], "id": c, "name": coco.cats[c]["name"]} for c in category_ids]
