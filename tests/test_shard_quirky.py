@@ -103,3 +103,24 @@ def test_32_bit_integer_tiff_saturates_instead_of_wrapping():
         assert prepared.rejection is None
         pixels = np.asarray(Image.open(io.BytesIO(prepared.jpeg)).convert("L"), dtype=float)
         assert abs(pixels.mean() - expected) <= 2, (value, pixels.mean())
+
+
+def test_huge_images_are_downscaled_and_lying_headers_rejected():
+    from viewkit.shards.encode import MAX_PIXELS
+
+    big = Image.fromarray(np.random.default_rng(0).integers(0, 255, (5000, 9000, 3), dtype=np.uint8))
+    data = io.BytesIO()
+    big.save(data, format="JPEG", quality=50)
+    prepared = prepare_image(data.getvalue(), max_side=None, quality=90, full_check=False)
+    assert prepared.rejection is None and prepared.conversion == f"over {MAX_PIXELS} pixels"
+    assert prepared.original_size == (9000, 5000)
+    width, height = prepared.stored_size
+    assert width * height <= MAX_PIXELS and abs(width / height - 9000 / 5000) < 0.01
+
+    small = io.BytesIO()
+    Image.new("RGB", (16, 16), (10, 200, 30)).save(small, format="JPEG")
+    lying = bytearray(small.getvalue())
+    sof = lying.index(b"\xff\xc0")
+    lying[sof + 5 : sof + 9] = (65000).to_bytes(2, "big") * 2  # height, width: 65000 x 65000 over 16 x 16 data
+    rejected = prepare_image(bytes(lying), max_side=None, quality=90, full_check=False)
+    assert rejected.jpeg is None and "declares 65000x65000 pixels, far too many for its" in rejected.rejection

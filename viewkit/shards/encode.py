@@ -99,6 +99,18 @@ def exif_orientation(exif_payload: bytes | None) -> int:
         return 1
 
 
+# Larger images are decoded at a reduced scale and stored downscaled to fit (ImageNet's largest
+# is 38.5 MP, so ImageNet passes untouched): one 20000 x 20000 image would otherwise take 1.2 GB
+# of decoded pixels per sample in a loader batch. PIL's own bomb check stops at 179 MP; this cap
+# takes its place, so that large JPEGs are scaled, not refused.
+MAX_PIXELS = 40_000_000
+Image.MAX_IMAGE_PIXELS = None
+# A baseline JPEG spends at least 2 bits on each 8 x 8 block of each component (a DC code and
+# an end of block): about 0.03 bits a pixel. Far fewer bytes than pixels / 2048 (0.004 bits a
+# pixel) means the header lies about the size (libjpeg would fill the rest with grey).
+_MAX_PIXELS_PER_BYTE = 2048
+
+
 def passthrough_blocker(data: bytes, header: JpegHeader | None, max_side: int | None) -> str | None:
     """Why these bytes cannot be stored as they are; None when they can."""
     if header is None:
@@ -117,6 +129,8 @@ def passthrough_blocker(data: bytes, header: JpegHeader | None, max_side: int | 
         return "JPEG does not end with an EOI marker"
     if max_side and max(header.width, header.height) > max_side:
         return f"larger than --max-side {max_side}"
+    if header.width * header.height > MAX_PIXELS:
+        return f"over {MAX_PIXELS} pixels"
     return None
 
 
@@ -140,6 +154,9 @@ def prepare_image(data: bytes, *, max_side: int | None, quality: int, full_check
     if not data:
         return Prepared(None, None, None, None, "empty file")
     header = read_jpeg_header(data)
+    if header is not None and len(data) < header.width * header.height / _MAX_PIXELS_PER_BYTE:
+        return Prepared(None, None, None, None, f"the JPEG header declares {header.width}x{header.height} pixels, "
+                        f"far too many for its {len(data)} bytes (a damaged or crafted header)")
     blocker = passthrough_blocker(data, header, max_side)
     if blocker is None:
         size = (header.width, header.height)
@@ -152,17 +169,26 @@ def prepare_image(data: bytes, *, max_side: int | None, quality: int, full_check
         return Prepared(data, size, size, None, None, zlib.crc32(data))
     try:
         with Image.open(io.BytesIO(data)) as image:
+            full = image.size  # as declared: a draft decodes smaller
+            if image.width * image.height > MAX_PIXELS:
+                if image.format != "JPEG":
+                    return Prepared(None, None, None, None, f"{image.format} of {image.width}x{image.height}: over "
+                                    f"{MAX_PIXELS} pixels, and only JPEGs decode at a reduced scale")
+                # DCT scaling: decoded at 1/2, 1/4 or 1/8 scale, never at full size in memory
+                scale = (MAX_PIXELS / (image.width * image.height)) ** 0.5
+                image.draft("RGB", (max(1, int(image.width * scale)), max(1, int(image.height * scale))))
             image.load()
+            decoded = image.size
             upright = ImageOps.exif_transpose(image)
             rgb = _to_rgb(upright)
+            original_size = full if upright.size == decoded else (full[1], full[0])
     except UnidentifiedImageError:
         return Prepared(None, None, None, None, "undecodable: not an image format PIL can read, or its header is damaged")
     except Exception as e:
         return Prepared(None, None, None, None, f"undecodable: {type(e).__name__}: {e}")
-    original_size = rgb.size
-    if max_side and max(rgb.size) > max_side:
-        scale = max_side / max(rgb.size)
-        new_size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
+    scale = min(1.0, max_side / max(rgb.size) if max_side else 1.0, (MAX_PIXELS / (rgb.width * rgb.height)) ** 0.5)
+    if scale < 1.0:
+        new_size = (max(1, int(rgb.width * scale)), max(1, int(rgb.height * scale)))
         rgb = rgb.resize(new_size, Image.Resampling.BICUBIC, reducing_gap=3.0)
     buffer = io.BytesIO()
     rgb.save(buffer, format="JPEG", quality=quality, progressive=False, optimize=False)
