@@ -4,6 +4,7 @@ import io
 import json
 
 import numpy as np
+import pytest
 import webdataset as wds
 from PIL import Image
 
@@ -124,3 +125,10 @@ def test_huge_images_are_downscaled_and_lying_headers_rejected():
     lying[sof + 5 : sof + 9] = (65000).to_bytes(2, "big") * 2  # height, width: 65000 x 65000 over 16 x 16 data
     rejected = prepare_image(bytes(lying), max_side=None, quality=90, full_check=False)
     assert rejected.jpeg is None and "declares 65000x65000 pixels, far too many for its" in rejected.rejection
+
+
+@pytest.mark.parametrize("kind,name", [("PNG", "PNG"), ("BMP", "BMP"), ("TIFF", "TIFF"), ("GIF", "GIF"), ("WEBP", "WebP")])
+def test_other_formats_are_recorded_as_what_they_are(kind, name):
+    data = io.BytesIO()
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(data, format=kind)
+    assert prepare_image(data.getvalue(), max_side=None, quality=90, full_check=False).conversion == f"a {name} image"

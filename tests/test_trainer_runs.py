@@ -101,8 +101,10 @@ def test_resume_gives_the_same_next_losses(method, stop, embedded_shards, tmp_pa
         metrics.write(json.dumps({"epoch": 2, "knn_top1": 0.0}) + "\n")
     from torch.utils.tensorboard import SummaryWriter
 
-    with SummaryWriter(tmp_path / "resumed" / "tensorboard") as events:  # ... and TensorBoard too
-        events.add_scalar("loss", -1.0, stop + 1)
+    with SummaryWriter(tmp_path / "killed") as events:  # ... and TensorBoard too, in a file read right
+        events.add_scalar("loss", -1.0, stop + 1)  # after the run's own (names have 1 s resolution)
+    first = sorted((tmp_path / "resumed" / "tensorboard").iterdir())[0]
+    next((tmp_path / "killed").iterdir()).replace(first.with_name(first.name + ".1"))
     train(config, embedded_shards, tmp_path / "resumed", resume=True, progress=False)
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -237,6 +239,8 @@ def test_train_and_eval_commands(embedded_shards, tmp_path, capsys):
     config.write_text("method: simsiam\narch: resnet18\nepochs: 1\nbatch_size: 20\ndevice: cpu\nprecision: fp32\n")
     assert main(["train", str(config), "--data", str(embedded_shards), "--out", str(tmp_path / "run"), "--quiet",
                  "method_options.dim=64", "recipe_overrides.global_size=32", "threads=2"]) == 0
+    closing = capsys.readouterr().out.strip().splitlines()[-1]
+    assert closing.startswith(f"{tmp_path / 'run'}: finished 1 epoch (") and "last loss" in closing
     for name in ("checkpoint-last.pt", "metrics.jsonl", "config.yaml"):
         assert (tmp_path / "run" / name).exists()
     assert "git" in (tmp_path / "run" / "config.yaml").read_text()

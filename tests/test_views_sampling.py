@@ -150,7 +150,7 @@ def test_bad_specs_say_how_to_fix():
         Augment(grayscale_p=1.5)
     with pytest.raises(ValueError, match="scale"):
         Crops("global", 2, 224, (0.5, 0.2))
-    with pytest.raises(ValueError, match="unknown recipe 'mocov2'; presets"):
+    with pytest.raises(ValueError, match="unknown recipe 'mocov2' \\(did you mean 'moco_v2'\\?\\); presets"):
         recipes.get("mocov2")
     with pytest.raises(ValueError, match="unknown override 'global_sise'"):
         recipes.get("logo", global_sise=3)
@@ -179,3 +179,17 @@ def test_overrides_reach_families_with_underscores_and_typos_get_a_suggestion(mo
     assert [c.size for c in recipe.crops] == [64, 48]
     with pytest.raises(ValueError, match="unknown override 'global_sise' for recipe 'logo' \\(did you mean 'global_size'"):
         recipes.get("logo", global_sise=3)
+
+
+def test_a_recipe_file_trains_like_its_preset(tmp_path):
+    from viewkit.trainer.config import load_config
+
+    path = tmp_path / "mine.yaml"
+    path.write_text(recipes.to_yaml(recipes.get("byol", global_size=64)))
+    assert recipes.get(str(path)) == recipes.get("byol", global_size=64)
+    config = load_config(None, [f"recipe={path}", "method=byol", "recipe_overrides.global_size=48"])
+    assert recipes.get(config.recipe_name, **config.recipe_overrides).crops[0].size == 48
+    with pytest.raises(FileNotFoundError, match="no such recipe file"):
+        recipes.get(str(tmp_path / "missing.yaml"))
+    with pytest.raises(ValueError, match="unknown recipe 'logoo' \\(did you mean 'logo'"):
+        recipes.get("logoo")

@@ -111,9 +111,18 @@ Image.MAX_IMAGE_PIXELS = None
 _MAX_PIXELS_PER_BYTE = 2048
 
 
+# What a file that is no JPEG is, by its first bytes, so that the record says "a PNG image"
+# and not "not a well-formed JPEG" for a PNG that was converted as it should be.
+_OTHER_FORMATS = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"BM", "BMP"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"),
+                  (b"GIF8", "GIF"), (b"RIFF", "WebP"))
+
+
 def passthrough_blocker(data: bytes, header: JpegHeader | None, max_side: int | None) -> str | None:
     """Why these bytes cannot be stored as they are; None when they can."""
     if header is None:
+        for magic, kind in _OTHER_FORMATS:
+            if data.startswith(magic) and (kind != "WebP" or data[8:12] == b"WEBP"):
+                return f"a {kind} image"
         return "not a well-formed JPEG"
     if header.sof_marker != _SOF_BASELINE:
         return f"JPEG SOF marker 0x{header.sof_marker:02X} is not baseline"

@@ -10,6 +10,7 @@ tensorboard/ and config.yaml (resolved, with the git revision).
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from viewkit.trainer.config import load_config
 from viewkit.trainer.loop import train
@@ -29,5 +30,16 @@ def run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides) + ([f"epochs={args.epochs}"] if args.epochs else [])
     config = load_config(args.config, overrides)
     last = train(config, args.data, args.out, resume=args.resume, progress=not args.quiet)
-    print(f"{args.out}: finished, last metrics {last}")
+    print(summary(args.out, config.epochs, last))
     return 0
+
+
+def summary(out: str, epochs: int, last: dict) -> str:
+    """The closing line of a run, for a person: where it went and how it ended."""
+    parts = [f"{out}: finished {epochs} epoch{'' if epochs == 1 else 's'}"]
+    if "step" in last:
+        parts[0] += f" ({last['step']} steps)"
+    named = (("loss", "last loss {:.4f}"), ("lr", "lr {:.3g}"), ("samples_per_s", "{:.0f} samples/s"),
+             ("data_wait", "data wait {:.0%}"), ("knn_top1", "kNN top-1 {:.3f}"))
+    parts += [text.format(last[key]) for key, text in named if last.get(key) is not None]
+    return ", ".join(parts) + f"; checkpoint {Path(out) / 'checkpoint-last.pt'}, metrics {Path(out) / 'metrics.jsonl'}"

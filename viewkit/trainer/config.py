@@ -24,7 +24,7 @@ RESUME_MAY_CHANGE = ("device", "threads", "loader_options", "verify_checksums", 
 class TrainConfig:
     method: str = "moco_v2"  # a name of viewkit.trainer.methods.METHODS
     method_options: dict = field(default_factory=dict)  # e.g. {queue: 4096, temperature: 0.2}
-    recipe: str | None = None  # view recipe preset; default: the method's own
+    recipe: str | None = None  # view recipe: a preset's name or a recipe YAML file; default: the method's own
     recipe_overrides: dict = field(default_factory=dict)  # e.g. {global_size: 96}
     arch: str = "resnet50"  # torchvision ResNet, random init
     epochs: int = 200

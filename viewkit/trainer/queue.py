@@ -27,8 +27,15 @@ class KeyQueue(nn.Module):
 
     @torch.no_grad()
     def push(self, keys: torch.Tensor) -> None:
-        keys = gather_from_ranks(keys.detach().to(self.keys.dtype))
-        size = len(self.keys)
-        positions = (self.pointer + torch.arange(len(keys), device=keys.device)) % size
-        self.keys[positions] = keys[-size:] if len(keys) > size else keys
-        self.pointer.copy_((self.pointer + len(keys)) % size)
+        ring_write(self.keys, self.pointer, gather_from_ranks(keys.detach().to(self.keys.dtype)))
+
+
+@torch.no_grad()
+def ring_write(ring: torch.Tensor, pointer: torch.Tensor, rows: torch.Tensor) -> None:
+    """Writes `rows` into `ring` from `pointer` on, wrapping, and advances the pointer: the
+    state that writing them one by one leaves. More rows than the ring holds keep the last."""
+    size, count = len(ring), len(rows)
+    kept = rows[-size:]
+    first = pointer + (count - len(kept))  # where the kept rows would have landed one by one
+    ring[(first + torch.arange(len(kept), device=ring.device)) % size] = kept
+    pointer.copy_((pointer + count) % size)

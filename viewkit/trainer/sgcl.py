@@ -32,7 +32,7 @@ from torch import nn
 
 from viewkit.trainer.losses import byol_loss, nt_xent
 from viewkit.trainer.nets import Backbone, ema_update, frozen_copy, mlp
-from viewkit.trainer.queue import gather_from_ranks
+from viewkit.trainer.queue import gather_from_ranks, ring_write
 from viewkit.trainer.schedules import ema_momentum
 
 DEFAULTS = {"dim": 256, "hidden": 4096, "base_momentum": 0.99, "gamma": 0.5, "neighbours": 5, "queue": 65536,
@@ -64,12 +64,9 @@ def nearest_in_memory(model: nn.Module, queries: torch.Tensor, count: int) -> to
 
 @torch.no_grad()
 def remember(model: nn.Module, projections: torch.Tensor) -> None:
-    memory = model.memory
-    projections = gather_from_ranks(F.normalize(projections, dim=1))[-len(memory):]
-    positions = (model.pointer + torch.arange(len(projections), device=projections.device)) % len(memory)
-    memory[positions] = projections
-    model.pointer.copy_((model.pointer + len(projections)) % len(memory))
-    model.filled.copy_(torch.clamp(model.filled + len(projections), max=len(memory)))
+    projections = gather_from_ranks(F.normalize(projections, dim=1))
+    ring_write(model.memory, model.pointer, projections)
+    model.filled.copy_(torch.clamp(model.filled + len(projections), max=len(model.memory)))
 
 
 class SGCL(nn.Module):

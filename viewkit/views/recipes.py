@@ -83,13 +83,25 @@ def _with_augment(recipe: Recipe, changes: dict) -> Recipe:
     return replace(recipe, crops=crops, original=original, saliency=saliency)
 
 
+def _did_you_mean(word: str, choices) -> str:
+    close = difflib.get_close_matches(word, sorted(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def get(name: str, **overrides) -> Recipe:
-    """A preset by name; overrides: recipe fields, `<family>_<field>` for a crop family, or
+    """A preset by name, or a recipe's YAML file by path (`to_yaml` writes them); overrides:
+    recipe fields, `<family>_<field>` for a crop family, or
     `augment_<field>` for an Augment field of every view (e.g. `augment_blur_sigma` when the
     views are much smaller than the papers' 224 px)."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown recipe {name!r}; presets: {', '.join(sorted(PRESETS))}")
-    recipe = PRESETS[name]
+    if name in PRESETS:
+        recipe = PRESETS[name]
+    elif Path(name).suffix in (".yaml", ".yml"):  # a recipe written by `to_yaml`, or by hand
+        if not Path(name).is_file():
+            raise FileNotFoundError(f"{name}: no such recipe file")
+        recipe = load(name)
+    else:
+        raise ValueError(f"unknown recipe {name!r}{_did_you_mean(name, PRESETS)}; presets: "
+                         f"{', '.join(sorted(PRESETS))}, or a recipe's YAML file")
     crops = {c.name: c for c in recipe.crops}
     recipe_fields = {f.name for f in dataclasses.fields(Recipe)}
     direct, augment_changes = {}, {}
@@ -112,9 +124,8 @@ def get(name: str, **overrides) -> Recipe:
         else:
             known = recipe_fields | {f"{c}_{f}" for c in crops for f in _CROP_FIELDS} | {
                 f"augment_{f}" for f in _AUGMENT_FIELDS}
-            close = difflib.get_close_matches(key, sorted(known), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(f"unknown override {key!r} for recipe {name!r}{hint}: recipe fields, <family>_<field> "
+            raise ValueError(f"unknown override {key!r} for recipe {name!r}{_did_you_mean(key, known)}: recipe "
+                             "fields, <family>_<field> "
                              f"with family in {sorted(crops)}, or augment_<field>")
     recipe = replace(recipe, crops=tuple(crops.values()), **direct)
     return _with_augment(recipe, augment_changes) if augment_changes else recipe
