@@ -22,3 +22,15 @@ def test_light_commands_import_neither_torch_nor_dali(embedded_shards, args):
             "print('HEAVY', heavy)" % args)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout
     assert "HEAVY []" in out, out[-500:]
+
+
+def test_contact_sheet_legend_names_every_mark():
+    from viewkit.tools.preview import _COLOURS, legend, legend_entries
+    from viewkit.views import recipes
+
+    logo = dict(legend_entries(recipes.get("logo")))
+    assert logo == {"global: 2 x 224 px, scale 0.4-1": _COLOURS[0], "local: 2 x 96 px, scale 0.05-0.4": _COLOURS[1]}
+    regioncl = [text for text, _ in legend_entries(recipes.get("regioncl"))]
+    sgcl = [text for text, _ in legend_entries(recipes.get("sgcl"))]
+    assert regioncl[-1].startswith("swap box") and sgcl == ["saliency regions", "saliency crops: 4 pairs x 96 px"]
+    assert legend(recipes.get("heavy_multicrop")).height == 16 * 3 + 8

@@ -10,6 +10,8 @@ from PIL import Image
 
 from viewkit.datasets.embedded import CLASSES, SceneStyle, scene, shape_mask, write_embedded_dataset
 from viewkit.tools.cli import main
+from viewkit.tools.preview import legend
+from viewkit.views import recipes
 
 
 def test_scenes_are_deterministic_and_balanced(tmp_path):
@@ -102,8 +104,10 @@ def test_preview_draws_every_view(embedded_shards, tmp_path, capsys):
     out = tmp_path / "sheet.png"
     assert main(["preview", str(embedded_shards), "--recipe", "regioncl", "--n", "3", "--out", str(out)]) == 0
     sheet = Image.open(out)
-    # 3 rows of two 112 px tile lines (+4 px gaps); source at 224 px high plus 3 view tiles.
-    assert sheet.height == 3 * (224 + 4)
+    # the legend strip, then 3 rows of two 112 px tile lines (+4 px gaps); source at 224 px high plus 3 view tiles.
+    top = legend(recipes.get("regioncl")).height + 4
+    assert sheet.height == top + 3 * (224 + 4)
+    assert np.asarray(sheet)[:top - 4, :, :].max() == 255  # the legend is drawn
     assert "3 samples of recipe 'regioncl'" in capsys.readouterr().out
     pixels = np.asarray(sheet)
     assert ((pixels[..., 0] == 255) & (pixels[..., 1] == 0) & (pixels[..., 2] == 0)).sum() > 100  # swap boxes drawn
@@ -125,7 +129,8 @@ def test_preview_draws_a_stores_regions(embedded_shards, coco_shards, tmp_path, 
         """Per row: a 3 px white line across x 50..80 at y 25..50, the top edge of the region at any scale."""
         pixels = np.asarray(sheet)
         white = (pixels == 255).all(-1)
-        return [any(white[row * 228 + y, 50:80].all() for y in range(25, 51)) for row in range(3)]
+        top = legend(recipes.get("sgcl")).height + 4  # below the legend strip
+        return [any(white[top + row * 228 + y, 50:80].all() for y in range(25, 51)) for row in range(3)]
 
     for with_store in (True, False):
         out = tmp_path / f"sheet-{with_store}.png"

@@ -78,9 +78,9 @@ def evaluate(args: argparse.Namespace) -> int:
     backbone = backbone.to("cuda" if args.device == "gpu" else "cpu")
     normalize = args.protocol == "knn"
     train_set = extract(backbone, args.train, resolution=args.resolution, device=args.device,
-                        normalize=normalize, threads=args.threads)
+                        normalize=normalize, threads=args.threads, progress="features of --train")
     val_set = extract(backbone, args.val, resolution=args.resolution, device=args.device,
-                      normalize=normalize, threads=args.threads)
+                      normalize=normalize, threads=args.threads, progress="features of --val")
     result = {"protocol": args.protocol, "checkpoint": args.checkpoint, "random_init": args.random_init,
               "arch": backbone.arch, "train": args.train, "val": args.val, "resolution": args.resolution, "features": args.features}
     if args.protocol == "knn":
@@ -88,7 +88,7 @@ def evaluate(args: argparse.Namespace) -> int:
         result |= {"k": args.k, "temperature": args.temperature}
     else:
         top1 = linear_top1(*train_set, *val_set, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                           optimizer=args.optimizer, seed=args.seed)
+                           optimizer=args.optimizer, seed=args.seed, progress=True)
         result |= {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size, "optimizer": args.optimizer}
     result[f"{args.protocol}_top1"] = top1
     suffix = f".{args.protocol}{'-fg' if args.features == 'fg' else ''}.json"

@@ -106,6 +106,32 @@ def sample_row(batch: dict, row: int, source: Image.Image, recipe) -> Image.Imag
     return line
 
 
+def legend_entries(recipe) -> list[tuple[str, tuple[int, int, int]]]:
+    """What each colour of the windows means, in the order sample_row draws them."""
+    entries = [(f"{family.name}: {family.count} x {family.size} px, scale {family.scale[0]:g}-{family.scale[1]:g}",
+                _COLOURS[index % len(_COLOURS)]) for index, family in enumerate(recipe.crops)]
+    if recipe.original is not None:
+        entries.append((f"original: whole image at {recipe.original.size} px (last tile)", (200, 200, 200)))
+    if recipe.saliency is not None:
+        entries += [("saliency regions", (255, 255, 255)),
+                    (f"saliency crops: {recipe.saliency.pairs} pairs x {recipe.saliency.size} px", _COLOURS[-1])]
+    if recipe.swap is not None:
+        entries.append(("swap box (pasted region of sample B-1-i)", (255, 0, 0)))
+    return entries
+
+
+def legend(recipe) -> Image.Image:
+    """A strip above the sheet: each window colour and what it marks; tiles follow in that order."""
+    entries = legend_entries(recipe)
+    strip = Image.new("RGB", (max(420, 12 + 7 * max(len(text) for text, _ in entries)), 16 * len(entries) + 8),
+                      (16, 16, 16))
+    draw = ImageDraw.Draw(strip)
+    for k, (text, colour) in enumerate(entries):
+        draw.rectangle([6, 6 + 16 * k, 18, 16 + 16 * k], outline=colour, width=2)
+        draw.text((26, 5 + 16 * k), text, fill=colour)
+    return strip
+
+
 def contact_sheet(shards: str, recipe_name: str, n: int, augment: bool, seed: int,
                   saliency: str | None = None) -> Image.Image:
     from viewkit import ViewLoader, recipes
@@ -120,7 +146,7 @@ def contact_sheet(shards: str, recipe_name: str, n: int, augment: bool, seed: in
     batch = next(iter(loader))
     ids = batch["id"].tolist()
     sources = source_images(loader.shards.root, loader.shards.manifest, ids)
-    rows = [sample_row(batch, row, sources[i], recipe) for row, i in enumerate(ids)]
+    rows = [legend(recipe)] + [sample_row(batch, row, sources[i], recipe) for row, i in enumerate(ids)]
     sheet = Image.new("RGB", (max(r.width for r in rows), sum(r.height + 4 for r in rows)), (0, 0, 0))
     y = 0
     for row in rows:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from viewkit.views.augment import Augment
 from viewkit.views.families import Original, Recipe
@@ -16,8 +17,9 @@ from viewkit.views.families import Original, Recipe
 
 @torch.no_grad()
 def extract(backbone: torch.nn.Module, dataset, *, resolution: int = 224, batch_size: int = 64, device: str = "cpu",
-            threads: int = 0, normalize: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Features [N, C] (L2-normalised unless told not to) and labels [N], ordered by sample id."""
+            threads: int = 0, normalize: bool = True, progress: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features [N, C] (L2-normalised unless told not to) and labels [N], ordered by sample id.
+    `progress`: a label for a progress bar (none without it)."""
     from viewkit.loaders.view_loader import ViewLoader
 
     loader = ViewLoader(dataset, Recipe("eval", original=Original(resolution, Augment(flip_p=0.0))), batch_size,
@@ -27,7 +29,7 @@ def extract(backbone: torch.nn.Module, dataset, *, resolution: int = 224, batch_
     was_training = backbone.training
     backbone.eval()
     features, labels, ids = [], [], []
-    for batch in loader:
+    for batch in tqdm(loader, desc=progress, unit="batch", leave=False, disable=progress is None):
         valid = batch["valid"].cpu()
         with torch.autocast(torch_device.type, dtype=torch.bfloat16, enabled=torch_device.type == "cuda"):
             out = backbone(batch["original"].to(torch_device))

@@ -9,6 +9,7 @@ deterministic probe; the papers' protocol trains on random-resized crops for 90-
 from __future__ import annotations
 
 import torch
+from tqdm import tqdm
 
 from viewkit.trainer.lars import LARS
 from viewkit.trainer.schedules import learning_rate
@@ -16,7 +17,7 @@ from viewkit.trainer.schedules import learning_rate
 
 def linear_top1(train_features: torch.Tensor, train_labels: torch.Tensor, val_features: torch.Tensor,
                 val_labels: torch.Tensor, *, epochs: int = 100, lr: float = 0.1, batch_size: int = 256,
-                optimizer: str = "sgd", weight_decay: float = 0.0, seed: int = 0) -> float:
+                optimizer: str = "sgd", weight_decay: float = 0.0, seed: int = 0, progress: bool = False) -> float:
     if (train_labels < 0).any() or (val_labels < 0).any():
         raise ValueError("linear evaluation needs labelled shards (every label >= 0)")
     generator = torch.Generator().manual_seed(seed)
@@ -31,7 +32,7 @@ def linear_top1(train_features: torch.Tensor, train_labels: torch.Tensor, val_fe
            else torch.optim.SGD(parameters, lr=lr, momentum=0.9, weight_decay=weight_decay))
     steps_per_epoch = -(-len(x_train) // batch_size)
     total, step = epochs * steps_per_epoch, 0
-    for _ in range(epochs):
+    for _ in tqdm(range(epochs), desc="linear probe", unit="epoch", leave=False, disable=not progress):
         order = torch.randperm(len(x_train), generator=generator)
         for start in range(0, len(order), batch_size):
             index = order[start : start + batch_size]
