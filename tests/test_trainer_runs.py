@@ -101,13 +101,17 @@ def test_resume_gives_the_same_next_losses(method, stop, embedded_shards, tmp_pa
         metrics.write(json.dumps({"epoch": 2, "knn_top1": 0.0}) + "\n")
     from torch.utils.tensorboard import SummaryWriter
 
-    with SummaryWriter(tmp_path / "killed") as events:  # ... and TensorBoard too, in a file read right
-        events.add_scalar("loss", -1.0, stop + 1)  # after the run's own (names have 1 s resolution)
-    first = sorted((tmp_path / "resumed" / "tensorboard").iterdir())[0]
-    next((tmp_path / "killed").iterdir()).replace(first.with_name(first.name + ".1"))
+    with SummaryWriter(tmp_path / "resumed" / "tensorboard") as events:  # ... and TensorBoard too
+        events.add_scalar("loss", -1.0, stop + 1)
     train(config, embedded_shards, tmp_path / "resumed", resume=True, progress=False)
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+    # TensorBoard reads event files in name order, and names within one second differ by a
+    # process-wide counter that sorts as text: name them in the order they were written, as
+    # runs in separate processes (later seconds) are.
+    written = sorted((tmp_path / "resumed" / "tensorboard").iterdir(), key=lambda path: path.stat().st_mtime_ns)
+    for order, path in enumerate(written):
+        path.replace(path.with_name(f"events.out.tfevents.{1_000_000_000 + order}.run.{order}"))
     logged = EventAccumulator(str(tmp_path / "resumed" / "tensorboard"))
     logged.Reload()
     scalars = logged.Scalars("loss")
@@ -261,7 +265,7 @@ def test_train_and_eval_commands(embedded_shards, tmp_path, capsys):
                  "--json", unwritable]) == 2
     out, err = capsys.readouterr()
     assert out.strip().splitlines()[-1].startswith("knn_top1=")  # the result was printed before the write failed
-    assert err.strip() == f"viewkit eval: error: {unwritable}: Not a directory"
+    assert err.strip().splitlines()[-1] == f"viewkit eval: error: {unwritable}: Not a directory"  # after progress
     assert main(["eval", "linear", "--checkpoint", str(tmp_path / "run" / "checkpoint-last.pt"), "--train",
                  str(embedded_shards), "--val", str(embedded_shards), "--resolution", "32", "--device", "cpu",
                  "--epochs", "5"]) == 0

@@ -23,7 +23,7 @@ from __future__ import annotations
 import nvidia.dali.math as dmath
 from nvidia.dali import fn, types
 
-from viewkit.views import kernels
+from viewkit.views import operators
 from viewkit.views.augment import IMAGENET_MEAN, IMAGENET_STD
 from viewkit.views.families import Recipe
 from viewkit.views.plan import Family, Plan, make_plan, spec
@@ -47,7 +47,7 @@ def _windows(plan: Plan, table_spec, sample_id, shape, side: tuple, seed: int, e
             continue
         shared = table_spec if kind == "crop_rois" else _constant(spec([v.row for _, v in views], seed, epoch))
         for chunk in range(-(-len(views) // 3)):
-            outputs = kernels.call(f"{kind}/{chunk}", shared, sample_id, shape,
+            outputs = operators.call(f"{kind}/{chunk}", shared, sample_id, shape,
                                    *(side if kind == "saliency_rois" else ()))
             for index, (name, _) in enumerate(views[3 * chunk : 3 * chunk + 3]):
                 windows.setdefault(name, []).append((outputs[2 * index], outputs[2 * index + 1]))
@@ -66,8 +66,8 @@ def _photometric(family: Family, table_spec, sample_id, seed: int, epoch: int):
     if not (family.colour or family.blur or family.solarize):
         return None
     if family.single:
-        return tuple(kernels.call("photometric_single", table_spec, sample_id))
-    return tuple(kernels.call("photometric", _constant(spec(family.augment_rows(), seed, epoch)), sample_id))
+        return tuple(operators.call("photometric_single", table_spec, sample_id))
+    return tuple(operators.call("photometric", _constant(spec(family.augment_rows(), seed, epoch)), sample_id))
 
 
 def _family(image, family: Family, windows: list, photometric, dtype):
@@ -112,8 +112,8 @@ def draw_parameters(plan: Plan, sample_id, shape, side: tuple, seed: int, epoch:
     parameters = {"windows": _windows(plan, table_spec, sample_id, shape, side, seed, epoch),
                   "photometric": {f.name: _photometric(f, table_spec, sample_id, seed, epoch) for f in plan.families}}
     table = "view_table_saliency" if side else "view_table"
-    parameters["table"] = kernels.call(table, table_spec, sample_id, shape, *side)
-    parameters["swap"] = (tuple(kernels.call("swap", _constant(spec([plan.swap_row], seed, epoch)), sample_id))
+    parameters["table"] = operators.call(table, table_spec, sample_id, shape, *side)
+    parameters["swap"] = (tuple(operators.call("swap", _constant(spec([plan.swap_row], seed, epoch)), sample_id))
                           if plan.swap_row is not None else None)
     return parameters
 
