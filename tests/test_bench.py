@@ -32,7 +32,7 @@ def test_every_baseline_worker_gets_tars():
             assert all(listed[w :: max(workers, 1)] for w in range(max(workers, 1)))
 
 
-def test_baseline_makes_the_same_views():
+def test_baseline_makes_views_of_the_recipes_shapes():
     from PIL import Image
 
     image = Image.new("RGB", (300, 200), (120, 60, 30))
