@@ -15,18 +15,18 @@ from pathlib import Path
 from tqdm import tqdm
 
 from viewkit.shards import format as fmt
-from viewkit.shards.samples import in_order, sample_components
+from viewkit.shards.samples import in_order, prepare_tasks, sample_components
 from viewkit.shards.sources import SourceListing
 from viewkit.shards.tarwriter import ShardWriter
 
 
 def repair_shards(listing: SourceListing, out: Path, manifest: dict, options, damaged: list[tuple[int, str]],
                   progress: bool = True) -> None:
-    from viewkit.shards.writer import _write_all, clear_output, shuffled_order
+    from viewkit.shards.writer import write_shards, clear_output, shuffled_order
 
     if any("inputs" not in manifest["shards"][position] for position, _ in damaged):
         clear_output(out)
-        _write_all(listing, out, manifest["split"], options, manifest["fingerprint"], progress, None)
+        write_shards(listing, out, manifest["split"], options, manifest["fingerprint"], progress, None)
         return
     order = shuffled_order(len(listing.items), options.seed)
     workers = options.workers or os.cpu_count() or 1
@@ -40,7 +40,7 @@ def repair_shards(listing: SourceListing, out: Path, manifest: dict, options, da
 
 def _rewrite(listing: SourceListing, out: Path, shard: dict, order: list[int], options, pool, workers: int) -> None:
     start, end = shard["inputs"]
-    tasks = [(listing.items[i].path, options.max_side, options.quality, options.full_check) for i in order[start:end]]
+    tasks = prepare_tasks(listing, order[start:end], options)
     writer = ShardWriter(out / shard["tar"])
     sample_id = shard["first_id"]
     try:

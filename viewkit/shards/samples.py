@@ -17,6 +17,11 @@ from viewkit.shards.encode import Prepared, prepare_image
 from viewkit.shards.sources import SourceItem
 
 
+def prepare_tasks(listing, positions, options) -> list[tuple[str, int | None, int, bool]]:
+    """The `prepare_file` arguments of the inputs at `positions`: writer and repair alike."""
+    return [(listing.items[i].path, options.max_side, options.quality, options.full_check) for i in positions]
+
+
 def prepare_file(args: tuple[str, int | None, int, bool]) -> Prepared:
     path, max_side, quality, full_check = args
     try:

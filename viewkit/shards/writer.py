@@ -24,7 +24,7 @@ from tqdm import tqdm
 from viewkit.shards import format as fmt
 from viewkit.shards.outdir import JOURNAL_NAME, clear_output, damaged_shards, writer_lock
 from viewkit.shards.sources import SourceListing
-from viewkit.shards.samples import component_table, in_order, sample_components
+from viewkit.shards.samples import component_table, in_order, prepare_tasks, sample_components
 from viewkit.shards.tarwriter import ShardWriter
 
 __all__ = ["JOURNAL_NAME", "ShardOptions", "write_dataset", "clear_output"]
@@ -153,10 +153,11 @@ def write_dataset(listing: SourceListing, out: str | os.PathLike, *, split: str,
 
             repair_shards(listing, out, manifest, options, damaged, progress=progress)
             return manifest | {"repaired": [f"{manifest['shards'][i]['tar']} ({why})" for i, why in damaged]}
-        return _write_all(listing, out, split, options, fingerprint, progress, after_shard)
+        return write_shards(listing, out, split, options, fingerprint, progress, after_shard)
 
 
-def _write_all(listing, out, split, options, fingerprint, progress, after_shard) -> dict:
+def write_shards(listing, out, split, options, fingerprint, progress, after_shard) -> dict:
+    """Every shard from the journal's end on, then the manifest (the caller holds the lock)."""
     manifest_path = out / fmt.MANIFEST_NAME
     per_shard = samples_per_shard(listing, options)
     order = shuffled_order(len(listing.items), options.seed)
@@ -173,7 +174,7 @@ def _write_all(listing, out, split, options, fingerprint, progress, after_shard)
     next_id = sum(s["samples"] for s in shards)
 
     workers = options.workers or os.cpu_count() or 1
-    tasks = [(listing.items[i].path, options.max_side, options.quality, options.full_check) for i in order[position:]]
+    tasks = prepare_tasks(listing, order[position:], options)
     # Threads, not processes: Pillow releases the GIL while decoding, converting and
     # encoding (measured: 2 threads convert as fast as 2 processes), and pass-through
     # bytes then need no pickling between processes (which halved throughput).

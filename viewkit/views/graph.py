@@ -26,10 +26,9 @@ from nvidia.dali import fn, types
 from viewkit.views import operators
 from viewkit.views.augment import IMAGENET_MEAN, IMAGENET_STD
 from viewkit.views.families import Recipe
-from viewkit.views.plan import Family, Plan, make_plan, spec
+from viewkit.views.plan import TABLE, Family, Plan, make_plan, spec
 
 _DALI_DTYPES = {"float32": types.FLOAT, "float16": types.FLOAT16, "bfloat16": types.FLOAT}
-TABLE = "view_table"
 
 
 def _constant(array):

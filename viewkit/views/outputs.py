@@ -31,8 +31,7 @@ from __future__ import annotations
 import torch
 
 from viewkit.views.families import Recipe
-from viewkit.views.graph import TABLE
-from viewkit.views.plan import make_plan
+from viewkit.views.plan import TABLE, table_layout
 
 _TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -53,14 +52,14 @@ def _fresh(tensor: torch.Tensor) -> torch.Tensor:
 
 def image_size(batch: dict[str, torch.Tensor], recipe: Recipe) -> torch.Tensor:
     """[B, 2] int64 source height, width of each sample (the loader adds it to the batch)."""
-    return batch[TABLE][:, make_plan(recipe).table_layout()["image_size"][0], 0:2].to(torch.int64)
+    return batch[TABLE][:, table_layout(recipe)["image_size"][0], 0:2].to(torch.int64)
 
 
 def arrange(batch: dict[str, torch.Tensor], recipe: Recipe) -> dict[str, torch.Tensor]:
     """DALI outputs (batch first, views of DALI's memory) -> the contract above."""
     dtype = _TORCH_DTYPES[recipe.dtype]
     table = batch[TABLE]  # [B, R, 13]
-    layout = make_plan(recipe).table_layout()
+    layout = table_layout(recipe)
     out = {}
     for family in recipe.crops:
         first, count = layout[family.name]

@@ -8,6 +8,7 @@ constants have no float64, and the 32-bit floats they do have would round the sc
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -21,6 +22,7 @@ FIXED = float(2**32)
 # Row kinds (column 0).
 CROP, WHOLE, SALIENCY, IMAGE_SIZE, PAIR, SWAP, AUGMENT = range(1, 8)
 TABLE_WIDTH = 13  # columns of the table of windows, flips and draws the graph hands to torch
+TABLE = "view_table"  # its output name
 MAX_SWAP_CELLS = 6
 
 
@@ -142,3 +144,9 @@ def spec(rows, seed: int, epoch: int, pad_to: int = 0) -> np.ndarray:
     for i, row in enumerate(rows, start=1):
         table[i, : len(row)] = np.round(np.asarray(row, np.float64) * FIXED).astype(np.int64)
     return table
+
+
+@functools.lru_cache(maxsize=64)
+def table_layout(recipe: Recipe) -> dict[str, tuple[int, int]]:
+    """`Plan.table_layout` of a recipe, once per recipe: `arrange` reads it every batch."""
+    return make_plan(recipe).table_layout()
