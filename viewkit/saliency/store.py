@@ -17,6 +17,7 @@ import numpy as np
 
 from viewkit.loaders.dataset import ShardSet
 from viewkit.loaders.side_data import RegionTable
+from viewkit.writes import writing
 
 
 class SaliencyStore:
@@ -45,16 +46,21 @@ class SaliencyStore:
         if folder.exists():
             shutil.rmtree(folder)  # left by a crash before its swap
         folder.mkdir(parents=True)
-        np.save(folder / "boxes.npy", boxes.astype(np.float32))
-        np.save(folder / "scores.npy", scores.astype(np.float32))
-        np.save(folder / "counts.npy", counts.astype(np.int32))
         meta = {"version": version, "num_samples": n, "max_regions": k, "source": source, "epoch": epoch,
                 "checkpoint": checkpoint, "dataset": str(shards.root) if shards else None,
                 "dataset_fingerprint": shards.manifest["fingerprint"] if shards else None}
-        (folder / "meta.json").write_text(json.dumps(meta, indent=2))
-        for f in folder.iterdir():
-            with open(f, "rb") as handle:
-                os.fsync(handle.fileno())
+        try:
+            with writing(folder):
+                np.save(folder / "boxes.npy", boxes.astype(np.float32))
+                np.save(folder / "scores.npy", scores.astype(np.float32))
+                np.save(folder / "counts.npy", counts.astype(np.int32))
+                (folder / "meta.json").write_text(json.dumps(meta, indent=2))
+                for f in folder.iterdir():
+                    with open(f, "rb") as handle:
+                        os.fsync(handle.fileno())
+        except OSError:
+            shutil.rmtree(folder, ignore_errors=True)  # the store in use stays as it was
+            raise
         if self.path.exists() and not self.path.is_symlink():
             raise FileExistsError(f"{self.path} exists and is not a viewkit saliency store link")
         link = self.path.with_name(f".{self.path.name}.link")

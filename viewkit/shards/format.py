@@ -10,6 +10,8 @@ import json
 import os
 from pathlib import Path
 
+from viewkit.writes import writing
+
 FORMAT_NAME = "viewkit-wds"
 FORMAT_VERSION = 1
 MANIFEST_NAME = "dataset.json"
@@ -91,7 +93,12 @@ def canonical_json(value) -> str:
 def write_json_atomic(path: str | os.PathLike, value, indent: int | None = 2) -> None:
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value, indent=indent, sort_keys=True) + "\n")
+    try:
+        with writing(path):
+            tmp.write_text(json.dumps(value, indent=indent, sort_keys=True) + "\n")
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)
 
 

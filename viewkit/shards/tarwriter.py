@@ -8,6 +8,7 @@ gives the same bytes (tested) but took 32 us a header, the largest cost per samp
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import queue
@@ -16,6 +17,7 @@ import threading
 from pathlib import Path
 
 from viewkit.shards.format import TAR_BLOCK, index_text
+from viewkit.writes import writing
 
 _TAR_RECORD = 20 * TAR_BLOCK  # GNU tar and Python's tarfile pad archives to whole records
 _NAME, _SIZE, _CHECKSUM = slice(0, 100), slice(124, 136), slice(148, 156)
@@ -84,7 +86,8 @@ class ShardWriter:
         self.samples: list[list[tuple[str, int, int, str]]] = []
 
     def _write(self, block: bytes) -> None:
-        self._file.write(block)
+        with writing(self.tar_path):
+            self._file.write(block)
         self._hash.update(block)
         self.offset += len(block)
 
@@ -106,13 +109,19 @@ class ShardWriter:
         self._write(bytes(2 * TAR_BLOCK))
         if remainder := self.offset % _TAR_RECORD:
             self._write(bytes(_TAR_RECORD - remainder))
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
+        with writing(self.tar_path):
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
         index_path = self.tar_path.with_suffix(".idx")
         index_bytes = index_text(self.samples).encode("ascii")
         tmp_index = index_path.with_name(index_path.name + ".tmp")
-        tmp_index.write_bytes(index_bytes)
+        try:
+            with writing(index_path):
+                tmp_index.write_bytes(index_bytes)
+        except OSError:
+            tmp_index.unlink(missing_ok=True)
+            raise
         os.replace(tmp_index, index_path)
         os.replace(self.tmp_path, self.tar_path)
         return {
@@ -126,5 +135,6 @@ class ShardWriter:
 
     def abort(self) -> None:
         self._hash.hexdigest()  # stops the helper thread
-        self._file.close()
+        with contextlib.suppress(OSError):  # a full disk fails the close's flush too; the file goes anyway
+            self._file.close()
         self.tmp_path.unlink(missing_ok=True)

@@ -26,6 +26,7 @@ from viewkit.shards.outdir import JOURNAL_NAME, clear_output, damaged_shards, wr
 from viewkit.shards.sources import SourceListing
 from viewkit.shards.samples import component_table, in_order, prepare_tasks, sample_components
 from viewkit.shards.tarwriter import ShardWriter
+from viewkit.writes import writing
 
 __all__ = ["JOURNAL_NAME", "ShardOptions", "write_dataset", "clear_output"]
 # Tar overhead of one sample: a header per component, padding of the image, and one
@@ -164,7 +165,7 @@ def write_shards(listing, out, split, options, fingerprint, progress, after_shar
     prefix = split or "data"
     done = _read_journal(out, fingerprint)
     journal = out / JOURNAL_NAME
-    with open(journal, "w") as f:  # rewritten: drops any torn or unverified tail
+    with writing(journal), open(journal, "w") as f:  # rewritten: drops any torn or unverified tail
         f.write(json.dumps({"fingerprint": fingerprint, "prefix": prefix}) + "\n")
         for record in done:
             f.write(json.dumps(record) + "\n")
@@ -201,7 +202,7 @@ def write_shards(listing, out, split, options, fingerprint, progress, after_shar
                 writer, shard_start = None, position
                 shards.append(record)
                 rejected += shard_rejected
-                with open(journal, "a") as f:
+                with writing(journal), open(journal, "a") as f:  # a torn last line is dropped on resume
                     f.write(json.dumps(record | {"next_input": position, "rejected": shard_rejected}) + "\n")
                 shard_rejected = []
                 bar.set_postfix(shards=len(shards), rejected=len(rejected) + len(listing.rejected))
@@ -216,7 +217,7 @@ def write_shards(listing, out, split, options, fingerprint, progress, after_shar
         pool.shutdown(wait=True, cancel_futures=True)
     rejected += shard_rejected
     rejected = sorted(listing.rejected + rejected, key=lambda r: r["path"])
-    with open(out / (fmt.REJECTED_NAME + ".tmp"), "w") as f:
+    with writing(out / fmt.REJECTED_NAME), open(out / (fmt.REJECTED_NAME + ".tmp"), "w") as f:
         f.writelines(json.dumps(r, sort_keys=True) + "\n" for r in rejected)
     os.replace(out / (fmt.REJECTED_NAME + ".tmp"), out / fmt.REJECTED_NAME)
     manifest = {

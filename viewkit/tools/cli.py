@@ -6,6 +6,8 @@ import argparse
 import importlib
 import sys
 
+from viewkit.writes import system_error
+
 # Command -> its one-line summary (the first line of its module's docstring; a test holds
 # them equal). Only the command run is imported: torch and DALI take seconds to load, and
 # `viewkit --help` or `viewkit info` need neither.
@@ -60,12 +62,30 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{args.command} --device gpu: torch sees no CUDA GPU here; --device cpu runs the same work")
     try:
         return args.run(args) or 0
-    except (OSError, ValueError) as e:
-        # our own errors carry a message; the system's (no space left, read-only file system,
-        # permission denied, not a directory) a path and a cause: one line either way
-        message = f"{e.filename}: {e.strerror}" if isinstance(e, OSError) and e.strerror and e.filename else str(e)
+    except (OSError, ValueError, RuntimeError) as e:
+        message = one_line(e, getattr(args, "out", None) or getattr(args, "json", None))
+        if message is None:
+            raise
         print(f"viewkit {args.command}: error: {message}", file=sys.stderr)
         return 2
+
+
+def one_line(error: Exception, output: str | None) -> str | None:
+    """What a command prints for `error`; None for a RuntimeError that is no failed write (a bug:
+    its traceback is the report)."""
+    # Our own errors carry a message; the system's (no space left, read-only file system,
+    # permission denied, not a directory) a path and a cause. A write the library did not
+    # name (a log line, TensorBoard) failed under the command's output.
+    cause = system_error(error)
+    if isinstance(error, RuntimeError) and cause is None:
+        return None
+    if cause is None:
+        return str(error)
+    if cause.strerror and cause.filename:
+        return f"{cause.filename}: {cause.strerror}"
+    if cause.strerror and output:
+        return f"writing under {output}: {cause.strerror}"
+    return str(cause)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from viewkit.trainer.linear import linear_top1
 from viewkit.trainer.loop import cpu_threads
 from viewkit.trainer.nets import Backbone
 from viewkit.trainer.scd import foreground_encoder
+from viewkit.writes import writing
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -95,5 +96,6 @@ def evaluate(args: argparse.Namespace) -> int:
     target = args.json or (str(Path(args.checkpoint).with_suffix(suffix)) if args.checkpoint and not args.random_init else None)
     print(f"{args.protocol}_top1={top1:.4f}", flush=True)  # before the write: a failing disk loses no result
     if target:
-        Path(target).write_text(json.dumps(result, indent=2))
+        with writing(target):
+            Path(target).write_text(json.dumps(result, indent=2))
     return 0

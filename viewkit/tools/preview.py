@@ -19,6 +19,7 @@ from PIL import Image, ImageDraw
 
 from viewkit.shards import format as fmt
 from viewkit.views.augment import IMAGENET_MEAN, IMAGENET_STD
+from viewkit.writes import writing
 
 _COLOURS = [(255, 200, 0), (0, 200, 255), (120, 255, 80), (255, 100, 255), (255, 150, 80)]
 _TILE = 112  # px: height of every view on the sheet
@@ -157,6 +158,11 @@ def contact_sheet(shards: str, recipe_name: str, n: int, augment: bool, seed: in
 
 def run(args: argparse.Namespace) -> int:
     sheet = contact_sheet(args.shards, args.recipe, args.n, not args.no_augment, args.seed, args.saliency)
-    sheet.save(args.out)
+    try:
+        with writing(args.out):
+            sheet.save(args.out)
+    except OSError:
+        Path(args.out).unlink(missing_ok=True)  # a cut PNG is no sheet
+        raise
     print(f"{args.out}: {args.n} samples of recipe {args.recipe!r}, {sheet.width}x{sheet.height} px")
     return 0

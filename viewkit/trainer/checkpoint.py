@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from viewkit.writes import writing
+
 
 def git_revision() -> str | None:
     try:
@@ -43,7 +45,7 @@ def save(path: Path, state: dict) -> None:
     """Atomic and durable: written to a temporary, flushed to disk, then renamed into place."""
     tmp = path.with_name(path.name + ".tmp")
     try:
-        with open(tmp, "wb") as f:
+        with writing(path), open(tmp, "wb") as f:
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())

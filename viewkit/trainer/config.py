@@ -134,6 +134,7 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
     for key in data:
         if key not in names:
             raise ValueError(f"{path}: unknown config key {key!r}{did_you_mean(key, names)}")
+    _check_types(data, str(path))
     for override in overrides:
         key, sep, value = override.partition("=")
         if not sep:
@@ -145,5 +146,5 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
             data.setdefault(head, {})[sub] = _parse(value)
         else:
             data[head] = _parse(value)
-    _check_types(data, str(path) if path else "config")
+            _check_types({head: data[head]}, f"override {override!r}")
     return TrainConfig(**data)
