@@ -15,8 +15,8 @@ import argparse
 
 import torch.nn.functional as F
 
-from viewkit.tools.eval import load_backbone
-from viewkit.trainer.knn import extract, knn_top1
+from viewkit.trainer.evaluate.backbone import load_backbone
+from viewkit.trainer.evaluate.knn import extract, knn_top1
 
 
 def variants(train, train_labels, val, val_labels) -> dict[str, float]:

@@ -17,8 +17,8 @@ import argparse
 
 import torch
 
-from viewkit.tools.eval import load_backbone
-from viewkit.trainer.knn import extract
+from viewkit.trainer.evaluate.backbone import load_backbone
+from viewkit.trainer.evaluate.knn import extract
 
 
 class FlatMask(torch.nn.Module):

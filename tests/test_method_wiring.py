@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from viewkit.trainer import regioncl
+from viewkit.trainer.methods import regioncl
 from viewkit.trainer.methods import build_method
 
 B, DIM, QUEUE, T = 4, 4, 5, 0.2

@@ -4,7 +4,7 @@ that writing its rows one by one leaves, also when a batch holds more rows than 
 import pytest
 import torch
 
-from viewkit.trainer.queue import KeyQueue, ring_write
+from viewkit.trainer.methods.queue import KeyQueue, ring_write
 
 
 def one_by_one(ring: torch.Tensor, pointer: int, rows: torch.Tensor) -> tuple[torch.Tensor, int]:

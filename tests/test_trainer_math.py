@@ -6,11 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from viewkit.trainer.knn import knn_top1
-from viewkit.trainer.lars import LARS
-from viewkit.trainer.losses import byol_loss, info_nce, negative_cosine, nt_xent
+from viewkit.trainer.evaluate.knn import knn_top1
+from viewkit.trainer.optimizers import LARS
+from viewkit.trainer.methods.losses import byol_loss, info_nce, negative_cosine, nt_xent
 from viewkit.trainer.nets import ema_update, mlp
-from viewkit.trainer.queue import KeyQueue
+from viewkit.trainer.methods.queue import KeyQueue
 from viewkit.trainer.schedules import ema_momentum, learning_rate
 
 
@@ -63,7 +63,7 @@ def test_nt_xent_by_hand():
 def test_leoclr_end_to_end_attracts_each_crop_to_the_original_only_by_hand():
     """The variant's loss is NT-Xent(u, v1) + NT-Xent(u, v2) by hand: no term compares the two
     crops; gradients reach the crops (no stop-gradient end to end), unlike the MoCo variant."""
-    from viewkit.trainer.leoclr import build
+    from viewkit.trainer.methods.leoclr import build
 
     model = build("resnet18", dim=8, hidden=16, queue=64, momentum=0.99, temperature=0.5, end_to_end=True)
     model.backbone, model.projector = torch.nn.Flatten(), torch.nn.Identity()  # embeddings = the inputs
@@ -164,7 +164,7 @@ def test_lowres_backbone_drops_only_the_stem_max_pool():
 
 
 def test_scd_mask_pooling_and_triplet_terms_by_hand():
-    from viewkit.trainer.scd import pool_foreground_background, triplet_loss
+    from viewkit.trainer.methods.scd import pool_foreground_background, triplet_loss
 
     feature_map = torch.arange(8.0).reshape(1, 2, 2, 2)  # channels [[0,1],[2,3]] and [[4,5],[6,7]]
     mask = torch.tensor([[[[1.0, 0.0], [0.5, 0.0]]]])
@@ -184,7 +184,7 @@ def test_scd_mask_pooling_and_triplet_terms_by_hand():
 
 
 def test_scd_byol_symmetric_is_both_directions_of_the_asymmetric_loss():
-    from viewkit.trainer.scd import SCDBYOL
+    from viewkit.trainer.methods.scd import SCDBYOL
 
     options = {"arch": "resnet18", "dim": 16, "hidden": 32, "base_momentum": 0.99, "alpha": 1.0, "weight": 0.5,
                "saliency_hidden": 8}
@@ -209,7 +209,7 @@ def test_scd_byol_symmetric_is_both_directions_of_the_asymmetric_loss():
 
 
 def test_regioncl_mask_pooling_equals_manual_pooling_on_the_swap_cells():
-    from viewkit.trainer.regioncl import pool_paste_and_canvas
+    from viewkit.trainer.methods.regioncl import pool_paste_and_canvas
 
     feature_map = torch.randn(2, 4, 7, 7)  # a 224 px view at stride 32
     box = torch.tensor([32, 64, 128, 192])  # x0, y0, x1, y1 px: map columns 1-3, rows 2-5
@@ -232,7 +232,7 @@ def test_regioncl_mask_pooling_equals_manual_pooling_on_the_swap_cells():
 
 def test_regioncl_simsiam_loss_is_algorithm_3_by_hand():
     """L = D(q, sg(k)) + (D(p, sg(k_src)) + D(c, sg(k))) / 2, q/p/c from one projector batch."""
-    from viewkit.trainer.regioncl import RegionCLSimSiam, pool_paste_and_canvas
+    from viewkit.trainer.methods.regioncl import RegionCLSimSiam, pool_paste_and_canvas
 
     torch.manual_seed(0)
     model = RegionCLSimSiam("resnet18", dim=16, predictor_hidden=8).train()
@@ -272,13 +272,13 @@ def logo_batch(seed=0):
 
 
 def test_logo_clips_the_local_local_gradient_and_spares_the_critic():
-    from viewkit.trainer.logo import LoGo
+    from viewkit.trainer.methods.logo import LoGo
 
     torch.manual_seed(0)
     model = LoGo("resnet18", dim=16, hidden=32, queue=32, momentum=0.99, temperature=0.07, ll_mode="clip",
                  clip_ratio=0.015, ll_weight=5e-4, critic_hidden=8, critic_layers=3)
     loss, _ = model(logo_batch())
-    main, local_local = model._parts
+    main, local_local = loss.main, loss.local_local
     parameters = [p for p in model.parameters() if p.requires_grad]
     g_main = torch.autograd.grad(main, parameters, retain_graph=True, allow_unused=True)
     g_ll = torch.autograd.grad(local_local, parameters, retain_graph=True, allow_unused=True)
@@ -292,7 +292,7 @@ def test_logo_clips_the_local_local_gradient_and_spares_the_critic():
 
 
 def train_critic(output: str, steps: int):
-    from viewkit.trainer.logo import affinity, critic
+    from viewkit.trainer.methods.logo import affinity, critic
 
     torch.manual_seed(0)
     model = critic(4, 16, 3, output)
@@ -312,7 +312,7 @@ def train_critic(output: str, steps: int):
 def test_logo_critic_learns_to_separate_positive_pairs_within_bounds():
     """Omega = E_pos f - E_neg f: maximising it raises f on positive pairs; the sigmoid
     output keeps Omega below 1 where the paper's softplus lets it run away (the reason for
-    the default, see viewkit.trainer.logo)."""
+    the default, see viewkit.trainer.methods.logo)."""
     positive, negative = train_critic("sigmoid", 200)
     assert positive.mean() > negative.mean() + 0.5
     assert (positive > 0).all() and (positive < 1).all() and (negative > 0).all()
@@ -329,7 +329,7 @@ def test_logo_methods_take_the_papers_softplus_critic_as_an_option(method):
 
 
 def test_logo_frozen_critic_pass_leaves_batchnorm_statistics_alone():
-    from viewkit.trainer.logo import affinity, critic, critic_terms
+    from viewkit.trainer.methods.logo import affinity, critic, critic_terms
 
     torch.manual_seed(0)
     model = critic(4, 16, 3)
@@ -342,7 +342,7 @@ def test_logo_frozen_critic_pass_leaves_batchnorm_statistics_alone():
 
 
 def test_sgcl_weights_and_nearest_neighbours_by_hand():
-    from viewkit.trainer.sgcl import SGCL, remember
+    from viewkit.trainer.methods.sgcl import SGCL, remember
 
     model = SGCL("resnet18", dim=2, hidden=8, base_momentum=0.99, gamma=0.5, neighbours=2, queue=4)
     assert model.inter_loss(torch.ones(1, 2), torch.ones(1)).item() == 0.0  # memory still empty
@@ -357,7 +357,7 @@ def test_sgcl_weights_and_nearest_neighbours_by_hand():
 
 
 def test_sgcl_on_simclr_weights_nt_xent_and_takes_neighbours_as_anchors_by_hand():
-    from viewkit.trainer.sgcl import build, remember
+    from viewkit.trainer.methods.sgcl import build, remember
 
     model = build("resnet18", dim=2, hidden=8, base_momentum=0.99, gamma=0.5, neighbours=2, queue=4, base="simclr",
                   temperature=0.5)
@@ -393,7 +393,7 @@ def test_sgcl_on_simclr_weights_nt_xent_and_takes_neighbours_as_anchors_by_hand(
 
 @pytest.mark.parametrize("optimizer", ["sgd", "lars"])
 def test_linear_probe_learns_separable_features(optimizer):
-    from viewkit.trainer.linear import linear_top1
+    from viewkit.trainer.evaluate.linear import linear_top1
 
     generator = torch.Generator().manual_seed(0)
     centres = torch.randn(3, 16, generator=generator) * 3

@@ -11,10 +11,14 @@ import torch
 
 from viewkit import ViewLoader, recipes
 from viewkit.trainer.config import TrainConfig, load_config
-from viewkit.trainer.loop import forget_rows_after, make_optimizer, train
+from viewkit.trainer.engine import train
+from viewkit.trainer.metrics import forget_rows_after
+from viewkit.trainer.optimizers import make_optimizer
 from viewkit.trainer.methods import METHODS, build_method
 from viewkit.trainer.schedules import learning_rate
 from viewkit.tools.cli import main
+
+from partial_runs import train_steps
 
 SMALL_OPTIONS = {"moco_v2": {"queue": 64, "hidden": 64}, "leoclr": {"queue": 64, "hidden": 64},
                  "byol": {"hidden": 64, "dim": 32}, "simsiam": {"dim": 64, "predictor_hidden": 16},
@@ -56,8 +60,8 @@ def test_one_real_step_gives_every_trainable_parameter_a_gradient(method, option
                         threads=2)
     batch = next(iter(loader))
     loss, _ = model(batch)
-    assert torch.isfinite(loss)
-    model.backward(loss) if hasattr(model, "backward") else loss.backward()
+    assert torch.isfinite(torch.tensor(loss.item()))
+    model.backward(loss)
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
     missing = [n for n, p in trainable.items() if p.grad is None or not p.grad.abs().sum() > 0]
     assert not missing, missing
@@ -69,7 +73,7 @@ def test_one_real_step_gives_every_trainable_parameter_a_gradient(method, option
 
 def test_regioncl_pools_a_16_px_swap_grid_on_a_stride_16_backbone(embedded_shards):
     """32 px views (a 2 x 2 map on resnet18-lowres): a one-cell box is one map position."""
-    from viewkit.trainer.regioncl import pool_paste_and_canvas
+    from viewkit.trainer.methods.regioncl import pool_paste_and_canvas
 
     recipe = recipes.get("regioncl", global_size=32, swap_grid=16, swap_cells=[1])
     batch = next(iter(ViewLoader(embedded_shards, recipe, 8, device="cpu", threads=2)))
@@ -95,7 +99,7 @@ def losses(run) -> dict:
 def test_resume_gives_the_same_next_losses(method, stop, embedded_shards, tmp_path):
     config = small_config(method)
     train(config, embedded_shards, tmp_path / "whole", progress=False)
-    train(config, embedded_shards, tmp_path / "resumed", progress=False, max_steps=stop)  # 3 steps = 1 epoch
+    train_steps(config, embedded_shards, tmp_path / "resumed", stop)  # 3 steps = 1 epoch
     with open(tmp_path / "resumed" / "metrics.jsonl", "a") as metrics:  # a kill after the checkpoint had logged on
         metrics.write(json.dumps({"step": stop + 1, "epoch": 1, "loss": -1.0}) + "\n")
         metrics.write(json.dumps({"epoch": 2, "knn_top1": 0.0}) + "\n")
@@ -128,18 +132,17 @@ def test_a_run_folder_is_resumed_with_its_own_config_or_refused(embedded_shards,
     config = small_config("simsiam")
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "metrics.jsonl").write_text('{"step": 1, "epoch": 0, "loss": 9.0}\n')  # killed, no checkpoint
-    train(config, embedded_shards, tmp_path / "run", progress=False, max_steps=1)
+    train_steps(config, embedded_shards, tmp_path / "run", 1)
     rows = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     assert len(rows) == 1 and json.loads(rows[0])["loss"] != 9.0  # a new run starts a new metrics file
     with pytest.raises(ValueError, match="run: holds a run already .* --resume continues it"):
-        train(config, embedded_shards, tmp_path / "run", progress=False, max_steps=1)
+        train_steps(config, embedded_shards, tmp_path / "run", 1)
     for changes, named in [({"base_lr": 0.1}, "base_lr: 0.05 -> 0.1"), ({"epochs": 4}, "epochs: 2 -> 4"),
                            ({"method_options": {"dim": 32, "predictor_hidden": 16}}, "method_options: ")]:
         with pytest.raises(ValueError, match=f"checkpoint-last.pt: --resume .* differs in {named}"):
             train(small_config("simsiam", **changes), embedded_shards, tmp_path / "run", resume=True, progress=False)
     # where and how fast it runs may change: it goes on from step 1
-    train(small_config("simsiam", threads=1, log_every=2), embedded_shards, tmp_path / "run", resume=True,
-          progress=False, max_steps=2)
+    train_steps(small_config("simsiam", threads=1, log_every=2), embedded_shards, tmp_path / "run", 2, resume=True)
     assert torch.load(tmp_path / "run" / "checkpoint-last.pt", weights_only=False)["step"] == 2
 
 
@@ -159,17 +162,17 @@ def test_resume_reads_method_options_a_run_predates_as_their_defaults():
     assert len(conflicts) == 1 and conflicts[0].startswith("method_options: ") and "'simclr'" in conflicts[0]
 
 def test_threads_bound_torch_in_cpu_training_and_evaluation_and_are_given_back(embedded_shards, tmp_path, monkeypatch):
-    import viewkit.trainer.loop as loop
+    import viewkit.trainer.engine as engine
 
-    seen = []  # torch's thread count at every step, read where the loop sets the lr
-    monkeypatch.setattr(loop, "learning_rate", lambda *args: seen.append(torch.get_num_threads()) or learning_rate(*args))
+    seen = []  # torch's thread count at every step, read where the engine sets the lr
+    monkeypatch.setattr(engine, "learning_rate", lambda *args: seen.append(torch.get_num_threads()) or learning_rate(*args))
     given = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        train(small_config("moco_v2", threads=1), embedded_shards, tmp_path / "one", progress=False, max_steps=2)
+        train_steps(small_config("moco_v2", threads=1), embedded_shards, tmp_path / "one", 2)
         assert seen == [1, 1] and torch.get_num_threads() == 2
         seen.clear()
-        train(small_config("moco_v2", threads=0), embedded_shards, tmp_path / "all", progress=False, max_steps=1)
+        train_steps(small_config("moco_v2", threads=0), embedded_shards, tmp_path / "all", 1)
         assert seen == [2]  # 0: torch's own setting stands
         import viewkit.tools.eval as evaluation
 
@@ -179,7 +182,7 @@ def test_threads_bound_torch_in_cpu_training_and_evaluation_and_are_given_back(e
                      str(embedded_shards), "--resolution", "32", "--device", "cpu", "--threads", "1"]) == 0
         assert seen == [1] and torch.get_num_threads() == 2
         with pytest.raises(ValueError, match="threads -1: 0 \\(every core\\) or a positive count"):
-            train(small_config("moco_v2", threads=-1), embedded_shards, tmp_path / "bad", progress=False, max_steps=1)
+            train_steps(small_config("moco_v2", threads=-1), embedded_shards, tmp_path / "bad", 1)
         assert main(["eval", "knn", "--random-init", "--arch", "resnet18", "--train", str(embedded_shards), "--val",
                      str(embedded_shards), "--device", "cpu", "--threads", "-1"]) == 2
     finally:
@@ -199,7 +202,7 @@ def test_resume_drops_a_partial_last_row_and_names_a_corrupt_one(tmp_path):
 @pytest.mark.parametrize("method", ["simsiam", "regioncl_simsiam", "logo_simsiam"])
 def test_simsiam_predictor_keeps_the_peak_lr_while_the_rest_decays(method, embedded_shards, tmp_path):
     config = small_config(method, warmup_epochs=0)
-    train(config, embedded_shards, tmp_path / "run", progress=False, max_steps=4)
+    train_steps(config, embedded_shards, tmp_path / "run", 4)
     model = build_method(method, "resnet18", SMALL_OPTIONS[method])
     groups = torch.load(tmp_path / "run" / "checkpoint-last.pt", weights_only=False)["optimizer"]["param_groups"]
     decayed, fixed = groups
@@ -215,14 +218,15 @@ def test_simsiam_predictor_keeps_the_peak_lr_while_the_rest_decays(method, embed
 def test_view_grid_is_logged_once_per_epoch_also_on_the_in_memory_ceiling(embedded_shards, tmp_path, monkeypatch):
     # The in-memory ceiling repeats one batch and never advances the loader; a grid written
     # every step there made the "ceiling" slower than real data.
-    from viewkit.trainer import loop
+    from viewkit.tools.bench_runs import repeat_first
+    from viewkit.trainer.metrics import MetricsLog
 
     logged = []
-    monkeypatch.setattr(loop, "log_views", lambda writer, batch, step: logged.append(step))
+    monkeypatch.setattr(MetricsLog, "views", lambda log, batch, step: logged.append(step))
     train(small_config("simsiam"), embedded_shards, tmp_path / "real", progress=False)  # 2 epochs of 3 steps
     assert logged == [0, 3]
     logged.clear()
-    train(small_config("simsiam"), embedded_shards, tmp_path / "memory", progress=False, max_steps=3, synthetic=True)
+    train_steps(small_config("simsiam"), embedded_shards, tmp_path / "memory", 3, batches=lambda run: repeat_first(run.loader))
     assert logged == [0]
 
 
@@ -296,8 +300,8 @@ def test_train_and_eval_commands(embedded_shards, tmp_path, capsys):
 
 def test_scd_fg_features_are_the_saliency_pooled_map_of_the_checkpoint(embedded_shards, tmp_path, capsys):
     from viewkit.trainer import checkpoint as ckpt
-    from viewkit.trainer.scd import pool_foreground_background
-    from viewkit.tools.eval import load_backbone
+    from viewkit.trainer.methods.scd import pool_foreground_background
+    from viewkit.trainer.evaluate.backbone import load_backbone
 
     train(small_config("scd_byol", epochs=1), embedded_shards, tmp_path / "run", progress=False)
     checkpoint = str(tmp_path / "run" / "checkpoint-last.pt")
@@ -380,18 +384,18 @@ def test_bad_config_is_named(tmp_path):
 
 
 def test_loader_options_reach_the_training_loader(embedded_shards, tmp_path, monkeypatch):
-    from viewkit.trainer import loop
+    from viewkit.trainer import run
 
-    built, real_loader = [], loop.ViewLoader
+    built, real_loader = [], run.ViewLoader
 
     def recording_loader(*args, **kwargs):
         built.append(real_loader(*args, **kwargs))
         return built[-1]
 
-    monkeypatch.setattr(loop, "ViewLoader", recording_loader)
+    monkeypatch.setattr(run, "ViewLoader", recording_loader)
     config = load_config(None, ["method=simsiam", "loader_options.prefetch=3", "loader_options.hw_decoder_load=0.9"])
     config = small_config("simsiam", loader_options=config.loader_options)
-    train(config, embedded_shards, tmp_path / "run", progress=False, max_steps=1)
+    train_steps(config, embedded_shards, tmp_path / "run", 1)
     assert built[0].options.prefetch == 3 and built[0].options.hw_decoder_load == 0.9
 
 
@@ -429,7 +433,7 @@ def test_every_method_has_a_config_that_builds(folder):
     for path in sorted(root.glob("*.yaml")):
         config = load_config(path)
         assert config.method == path.stem, path
-        unknown = set(config.method_options) - set(METHODS[config.method][1])
+        unknown = set(config.method_options) - set(METHODS[config.method].defaults)
         assert not unknown, (path, unknown)
         recipes.get(config.recipe_name, **config.recipe_overrides)
         if folder == "configs/cpu":

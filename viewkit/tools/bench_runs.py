@@ -4,9 +4,24 @@ rate, each against its own reference measured in the same run (see `viewkit.tool
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 
 from viewkit.tools.bench import _decoder_options, machine
+
+
+def repeat_first(loader):
+    """The loader's first batch, again and again: data that never stalls (the ceiling)."""
+    first = next(iter(loader))
+    while True:
+        yield first
+
+
+def every_epoch(loader):
+    """The loader's batches, epoch after epoch."""
+    for epoch in itertools.count():
+        loader.set_epoch(epoch)
+        yield from loader
 
 
 def bench_train(args: argparse.Namespace) -> dict:
@@ -14,7 +29,9 @@ def bench_train(args: argparse.Namespace) -> dict:
     import tempfile
 
     from viewkit.trainer.config import TrainConfig
-    from viewkit.trainer.loop import train
+    from viewkit.trainer.devices import cpu_threads
+    from viewkit.trainer.engine import train_one_epoch
+    from viewkit.trainer.run import start_run
 
     config = TrainConfig(method=args.train, arch=args.arch, epochs=1000, batch_size=args.batch_size, device=args.device,
                          precision=args.precision or ("bf16" if args.device == "gpu" else "fp32"), threads=args.workers,
@@ -25,8 +42,14 @@ def bench_train(args: argparse.Namespace) -> dict:
     steps = args.batches * (1 + -(-args.warmup // args.batches))
     sides = {}
     with tempfile.TemporaryDirectory() as run:
-        for side, synthetic in (("real_data", False), ("in_memory", True)):
-            last = train(config, args.shards, f"{run}/{side}", progress=False, max_steps=steps, synthetic=synthetic)
+        for side in ("real_data", "in_memory"):
+            with cpu_threads(config.threads, config.device):
+                trainer = start_run(config, args.shards, f"{run}/{side}")
+                try:
+                    batches = every_epoch(trainer.loader) if side == "real_data" else repeat_first(trainer.loader)
+                    last = train_one_epoch(trainer, 0, itertools.islice(batches, steps), progress=False)
+                finally:
+                    trainer.close()
             sides[side] = {"data_wait": last["data_wait"], "samples_per_s": last["samples_per_s"],
                            "step_ms": 1000 * args.batch_size / last["samples_per_s"]}
     return {"train": args.train, "arch": args.arch, "device": args.device, "batch_size": args.batch_size,

@@ -33,10 +33,10 @@ def pretrain_and_compare(out: Path, epochs: int, seed: int, batch_size: int = 64
                          base_lr: float = 0.06, ks: tuple[int, ...] = (200,), threads: int = 0) -> dict:
     """A short real pretraining on OUT/shards, then kNN on OUT/shards-val of its backbone and
     of the untrained network: {"trained": {k: top1}, "random": {k: top1}}."""
-    from viewkit.tools.eval import load_backbone
+    from viewkit.trainer.evaluate.backbone import load_backbone
     from viewkit.trainer.config import TrainConfig
-    from viewkit.trainer.knn import extract, knn_top1
-    from viewkit.trainer.loop import train
+    from viewkit.trainer.evaluate.knn import extract, knn_top1
+    from viewkit.trainer.engine import train
 
     config = TrainConfig(method="moco_v2", method_options={"queue": 1024, "momentum": 0.99}, arch="resnet18",
                          epochs=epochs, batch_size=batch_size, base_lr=base_lr, warmup_epochs=1, device="cpu",

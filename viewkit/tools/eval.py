@@ -6,7 +6,7 @@
     viewkit eval linear --checkpoint SCD_CKPT --features fg ...     # SCD's "fg" rows (Table 8)
 
 Prints `knn_top1=...` (weighted kNN, k 200, T 0.07) or `linear_top1=...` (linear classifier on
-frozen features, see viewkit.trainer.linear) as its last line.
+frozen features, see viewkit.trainer.evaluate.linear) as its last line.
 """
 
 from __future__ import annotations
@@ -18,12 +18,10 @@ from pathlib import Path
 import torch
 
 from viewkit.loaders.dataset import open_labelled_pair
-from viewkit.trainer import checkpoint as ckpt
-from viewkit.trainer.knn import extract, knn_top1
-from viewkit.trainer.linear import linear_top1
-from viewkit.trainer.loop import cpu_threads
-from viewkit.trainer.nets import Backbone
-from viewkit.trainer.scd import foreground_encoder
+from viewkit.trainer.devices import cpu_threads
+from viewkit.trainer.evaluate.backbone import load_backbone
+from viewkit.trainer.evaluate.knn import extract, knn_top1
+from viewkit.trainer.evaluate.linear import linear_top1
 from viewkit.writes import writing
 
 
@@ -49,23 +47,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="pooled: global average of the last map; fg: SCD's saliency-pooled foreground "
                              "(scd_moco / scd_byol checkpoints)")
     parser.add_argument("--json", help="write the result here (default: beside the checkpoint)")
-
-
-def load_backbone(checkpoint: str | None, random_init: bool, arch: str | None, seed: int,
-                  features: str = "pooled") -> torch.nn.Module:
-    state = ckpt.load(checkpoint) if checkpoint else None
-    arch = arch or (state["arch"] if state else "resnet50")
-    torch.manual_seed(seed)
-    backbone = Backbone(arch)
-    if state is not None and not random_init:
-        backbone.load_torchvision_state(state["backbone"])
-    elif not random_init:
-        raise ValueError("give --checkpoint CKPT, or --random-init for the untrained baseline")
-    if features == "fg":
-        if state is None or random_init:
-            raise ValueError("--features fg reads the saliency head from an SCD checkpoint: give --checkpoint")
-        return foreground_encoder(backbone, state["model"], checkpoint)
-    return backbone
 
 
 def run(args: argparse.Namespace) -> int:

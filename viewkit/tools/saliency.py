@@ -19,9 +19,8 @@ import torch
 from viewkit.loaders.dataset import open_dataset
 from viewkit.saliency import SaliencyStore
 from viewkit.saliency import sources
-from viewkit.trainer import checkpoint as ckpt
-from viewkit.trainer.loop import cpu_threads
-from viewkit.trainer.nets import Backbone
+from viewkit.trainer.devices import cpu_threads
+from viewkit.trainer.evaluate.backbone import load_backbone
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", help="checkpoint with the backbone (ncut)")
     parser.add_argument("--arch", default="resnet50", help="torchvision ResNet for --random-init")
     parser.add_argument("--random-init", action="store_true", help="ncut on an untrained backbone (checks only)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of --random-init's weights")
     parser.add_argument("--resolution", type=int, default=640, help="original view size (SGCL: 640)")
     parser.add_argument("--device", choices=["cpu", "gpu"], default="gpu" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -38,17 +38,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-cells", type=int, default=4)
     parser.add_argument("--threads", type=int, default=0,
                         help="CPU threads: DALI's, and torch's on the CPU (default: all cores)")
-
-
-def load_trunk(checkpoint: str | None, arch: str, random_init: bool) -> tuple[torch.nn.Module, str | None]:
-    if checkpoint:
-        state = ckpt.load(checkpoint)
-        backbone = Backbone(state["arch"])
-        backbone.load_torchvision_state(state["backbone"])
-        return backbone.trunk, checkpoint
-    if not random_init:
-        raise ValueError("--source ncut needs --checkpoint CKPT (or --random-init for a check without training)")
-    return Backbone(arch).trunk, None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,7 +50,10 @@ def run(args: argparse.Namespace) -> int:
         boxes, scores, counts = sources.gt_regions(args.shards, args.top_k)
         checkpoint = None
     else:
-        trunk, checkpoint = load_trunk(args.checkpoint, args.arch, args.random_init)
+        if not (args.checkpoint or args.random_init):
+            raise ValueError("--source ncut needs --checkpoint CKPT (or --random-init for a check without training)")
+        checkpoint = args.checkpoint
+        trunk = load_backbone(checkpoint, not checkpoint, None if checkpoint else args.arch, args.seed).trunk
         with cpu_threads(args.threads, args.device):
             boxes, scores, counts = sources.ncut_regions(args.shards, trunk, resolution=args.resolution,
                                                          batch_size=args.batch_size, device=args.device,

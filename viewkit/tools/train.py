@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 
 from viewkit.trainer.config import load_config
-from viewkit.trainer.loop import train
+from viewkit.trainer.engine import train
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

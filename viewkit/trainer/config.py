@@ -65,6 +65,8 @@ class TrainConfig:
             raise ValueError("epochs, batch_size and base_lr must be positive")
         if self.knn_every and not (self.knn_train and self.knn_val):
             raise ValueError("knn_every needs knn_train and knn_val shards")
+        if self.saliency_interval and self.method != "sgcl":
+            raise ValueError(f"saliency_interval: only sgcl refreshes saliency regions, not {self.method}")
         unknown = set(self.loader_options) - set(LOADER_OPTIONS)
         if unknown:  # shuffle, augment and threads belong to the trainer and its own keys
             raise ValueError(f"loader_options {sorted(unknown)}: the trainer's loader takes {list(LOADER_OPTIONS)}")
@@ -80,7 +82,7 @@ class TrainConfig:
     def recipe_name(self) -> str:
         from viewkit.trainer.methods import METHODS
 
-        return self.recipe or METHODS[self.method][2]
+        return self.recipe or METHODS[self.method].recipe
 
 
 def resume_conflicts(saved: dict, config: TrainConfig) -> list[str]:
@@ -92,7 +94,7 @@ def resume_conflicts(saved: dict, config: TrainConfig) -> list[str]:
     defaults = dataclasses.asdict(TrainConfig())
     given = dataclasses.asdict(config)
     saved = {key: saved.get(key, defaults[key]) for key in given}
-    option_defaults = METHODS[config.method][1] if config.method in METHODS else {}
+    option_defaults = METHODS[config.method].defaults if config.method in METHODS else {}
     if saved["method"] == config.method:
         saved["method_options"] = option_defaults | saved["method_options"]
         given["method_options"] = option_defaults | given["method_options"]

@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from viewkit.trainer.losses import info_nce, negative_cosine
-from viewkit.trainer.moco import MomentumEncoder
-from viewkit.trainer.queue import KeyQueue
-from viewkit.trainer.simsiam import SimSiam
+from viewkit.trainer.methods.base import Method
+from viewkit.trainer.methods.losses import info_nce, negative_cosine
+from viewkit.trainer.methods.moco import MomentumEncoder
+from viewkit.trainer.methods.queue import KeyQueue
+from viewkit.trainer.methods.simsiam import SimSiam
 
 DEFAULTS = {"dim": 128, "hidden": 2048, "queue": 65536, "momentum": 0.999, "temperature": 0.2}
 SIMSIAM_DEFAULTS = {"dim": 2048, "predictor_hidden": 512, "fixed_predictor_lr": True, "symmetric": False}
@@ -61,7 +61,7 @@ def check_composite(composite: torch.Tensor, query_view: torch.Tensor, stride: i
                          f"(the backbone's stride); got {composite.shape[-1]} and {query_view.shape[-1]}")
 
 
-class RegionCL(nn.Module):
+class RegionCL(Method):
     def __init__(self, arch: str, dim: int, hidden: int, queue: int, momentum: float, temperature: float):
         super().__init__()
         self.encoder = MomentumEncoder(arch, dim, hidden, momentum)
@@ -73,7 +73,6 @@ class RegionCL(nn.Module):
         view1, view2 = batch["global"]
         composite = batch["swap"]
         check_composite(composite, view1, self.backbone.stride)
-        self.encoder.update()
         q, k = self.encoder.query(view1), self.encoder.key(view2)
         negatives = self.queue.keys.clone()
         instance = info_nce(q, k, negatives, self.temperature)
@@ -89,7 +88,7 @@ class RegionCL(nn.Module):
         return instance + region, {"loss_instance": instance.detach(), "loss_region": region.detach()}
 
     def after_step(self, step: int, total_steps: int) -> None:
-        pass
+        self.encoder.update()
 
 
 class RegionCLSimSiam(SimSiam):

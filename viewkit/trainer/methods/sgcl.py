@@ -30,9 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from viewkit.trainer.losses import byol_loss, nt_xent
+from viewkit.trainer.methods.base import Method
+from viewkit.trainer.methods.losses import byol_loss, nt_xent
+from viewkit.trainer.methods.queue import gather_from_ranks, ring_write
 from viewkit.trainer.nets import Backbone, ema_update, frozen_copy, mlp
-from viewkit.trainer.queue import gather_from_ranks, ring_write
 from viewkit.trainer.schedules import ema_momentum
 
 DEFAULTS = {"dim": 256, "hidden": 4096, "base_momentum": 0.99, "gamma": 0.5, "neighbours": 5, "queue": 65536,
@@ -69,7 +70,42 @@ def remember(model: nn.Module, projections: torch.Tensor) -> None:
     model.filled.copy_(torch.clamp(model.filled + len(projections), max=len(model.memory)))
 
 
-class SGCL(nn.Module):
+class SaliencyGuided(Method):
+    """SGCL's step 1 between epochs: every `saliency_interval` epochs the regions are found
+    again by Ncut on the features of the backbone being trained, and the loader reads them."""
+
+    def on_epoch_start(self, epoch: int, run) -> None:
+        from viewkit.saliency.store import SaliencyStore
+
+        interval, store = run.config.saliency_interval, run.out / "saliency-store"
+        refresh = bool(interval and epoch and epoch % interval == 0 and not run.continues_epoch(epoch))
+        if refresh:
+            refresh_saliency(self, run, epoch)
+        # a resumed run reads the regions it trained with
+        if (refresh or epoch == run.start_epoch) and (store / "meta.json").exists():
+            run.loader.set_side_data(SaliencyStore(store).table())
+
+
+def refresh_saliency(method: Method, run, epoch: int) -> None:
+    """Regions by Ncut on the model's features, written atomically by rank 0; the other ranks
+    wait, then read the same store."""
+    from viewkit.loaders.dataset import open_dataset
+    from viewkit.saliency.sources import ncut_regions
+    from viewkit.saliency.store import SaliencyStore
+
+    config = run.config
+    if run.is_main:
+        boxes, scores, counts = ncut_regions(run.data, method.backbone.trunk, resolution=config.saliency_resolution,
+                                             device=config.device, progress=False, threads=config.threads)
+        method.backbone.train()
+        SaliencyStore(run.out / "saliency-store").write(boxes, scores, counts, source="ncut", epoch=epoch,
+                                                         shards=open_dataset(run.data))
+        print(f"epoch {epoch}: saliency refreshed, {int((counts > 0).sum())} of {len(counts)} images with regions")
+    if run.world > 1:
+        torch.distributed.barrier()
+
+
+class SGCL(SaliencyGuided):
     def __init__(self, arch, dim, hidden, base_momentum, gamma, neighbours, queue):
         super().__init__()
         self.backbone = Backbone(arch)
@@ -117,7 +153,7 @@ class SGCL(nn.Module):
         ema_update(self.target_projector, self.projector, momentum)
 
 
-class SGCLSimCLR(nn.Module):
+class SGCLSimCLR(SaliencyGuided):
     def __init__(self, arch, dim, hidden, gamma, neighbours, queue, temperature):
         super().__init__()
         self.backbone = Backbone(arch)
@@ -151,6 +187,3 @@ class SGCLSimCLR(nn.Module):
         inter = inter / crops.shape[0]
         remember(self, torch.cat(seconds))
         return intra + inter, {"loss_intra": intra.detach(), "loss_inter": inter.detach()}
-
-    def after_step(self, step: int, total_steps: int) -> None:
-        pass

@@ -7,16 +7,16 @@ symmetrised over the two views (Eq. 3) or, as SCD's default, asymmetric (one dir
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from viewkit.trainer.losses import byol_loss
+from viewkit.trainer.methods.base import Method
+from viewkit.trainer.methods.losses import byol_loss
 from viewkit.trainer.nets import Backbone, ema_update, frozen_copy, mlp
 from viewkit.trainer.schedules import ema_momentum
 
 DEFAULTS = {"dim": 256, "hidden": 4096, "base_momentum": 0.99, "symmetric": True}
 
 
-class BYOL(nn.Module):
+class BYOL(Method):
     def __init__(self, arch: str, dim: int, hidden: int, base_momentum: float, symmetric: bool):
         super().__init__()
         self.backbone = Backbone(arch)

@@ -1,4 +1,5 @@
-"""LARS (You et al. 2017) for large batches; torch has none. Biases and BN parameters
+"""Optimisers: LARS (You et al. 2017) for large batches, which torch lacks, and the run's SGD or
+LARS over a method's parameter groups. LARS: biases and BN parameters
 (1-d) get neither the trust ratio nor weight decay, as in BYOL/SimCLR/SGCL."""
 
 from __future__ import annotations
@@ -26,3 +27,17 @@ class LARS(torch.optim.Optimizer):
                 buffer = self.state[p].setdefault("momentum", torch.zeros_like(p))
                 buffer.mul_(group["momentum"]).add_(update)
                 p.add_(buffer, alpha=-group["lr"])
+
+
+def make_optimizer(config, method) -> torch.optim.Optimizer:
+    """SGD or LARS over the method's parameter groups (see Method.parameter_groups)."""
+    groups = method.parameter_groups()
+    if config.optimizer == "lars":
+        return LARS(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float, peak: float) -> None:
+    """`lr` for every group but those marked `fixed_lr`, which keep the peak."""
+    for group in optimizer.param_groups:
+        group["lr"] = peak if group.get("fixed_lr") else lr

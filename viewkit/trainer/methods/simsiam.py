@@ -9,15 +9,15 @@ false` decays it too.
 
 from __future__ import annotations
 
-from torch import nn
 
-from viewkit.trainer.losses import negative_cosine
+from viewkit.trainer.methods.base import Method
+from viewkit.trainer.methods.losses import negative_cosine
 from viewkit.trainer.nets import Backbone, mlp
 
 DEFAULTS = {"dim": 2048, "predictor_hidden": 512, "fixed_predictor_lr": True}
 
 
-class SimSiam(nn.Module):
+class SimSiam(Method):
     def __init__(self, arch: str, dim: int, predictor_hidden: int, fixed_predictor_lr: bool = True):
         super().__init__()
         self.backbone = Backbone(arch)
@@ -30,6 +30,3 @@ class SimSiam(nn.Module):
         z1, z2 = self.projector(self.backbone(view1)), self.projector(self.backbone(view2))
         p1, p2 = self.predictor(z1), self.predictor(z2)
         return negative_cosine(p1, z2) / 2 + negative_cosine(p2, z1) / 2, {}
-
-    def after_step(self, step: int, total_steps: int) -> None:
-        pass

@@ -18,12 +18,12 @@ negatives from this rank's batch only.
 
 from __future__ import annotations
 
-from torch import nn
 
-from viewkit.trainer.losses import info_nce, nt_xent
-from viewkit.trainer.moco import MomentumEncoder
-from viewkit.trainer.queue import KeyQueue
-from viewkit.trainer.simclr import SimCLR
+from viewkit.trainer.methods.base import Method
+from viewkit.trainer.methods.losses import info_nce, nt_xent
+from viewkit.trainer.methods.moco import MomentumEncoder
+from viewkit.trainer.methods.queue import KeyQueue
+from viewkit.trainer.methods.simclr import SimCLR
 
 DEFAULTS = {"dim": 128, "hidden": 2048, "queue": 65536, "momentum": 0.999, "temperature": 0.2, "end_to_end": False}
 
@@ -36,7 +36,7 @@ def build(arch: str, dim: int, hidden: int, queue: int, momentum: float, tempera
     return LeOCLR(arch, dim, hidden, queue, momentum, temperature)
 
 
-class LeOCLR(nn.Module):
+class LeOCLR(Method):
     def __init__(self, arch: str, dim: int, hidden: int, queue: int, momentum: float, temperature: float):
         super().__init__()
         self.encoder = MomentumEncoder(arch, dim, hidden, momentum)
@@ -46,7 +46,6 @@ class LeOCLR(nn.Module):
 
     def forward(self, batch: dict):
         crop1, crop2 = batch["global"]
-        self.encoder.update()
         u = self.encoder.query(batch["original"])
         v1, v2 = self.encoder.key(crop1), self.encoder.key(crop2)
         negatives = self.queue.keys.clone()
@@ -55,7 +54,7 @@ class LeOCLR(nn.Module):
         return loss, {}
 
     def after_step(self, step: int, total_steps: int) -> None:
-        pass
+        self.encoder.update()
 
 
 class LeOCLREndToEnd(SimCLR):

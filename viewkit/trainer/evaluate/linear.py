@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from tqdm import tqdm
 
-from viewkit.trainer.lars import LARS
+from viewkit.trainer.optimizers import LARS
 from viewkit.trainer.schedules import learning_rate
 
 

@@ -7,15 +7,15 @@ with method_options.temperature. Negatives come from this rank's batch only.
 
 from __future__ import annotations
 
-from torch import nn
 
-from viewkit.trainer.losses import nt_xent
+from viewkit.trainer.methods.base import Method
+from viewkit.trainer.methods.losses import nt_xent
 from viewkit.trainer.nets import Backbone, mlp
 
 DEFAULTS = {"dim": 128, "hidden": 2048, "temperature": 0.1}
 
 
-class SimCLR(nn.Module):
+class SimCLR(Method):
     def __init__(self, arch: str, dim: int, hidden: int, temperature: float):
         super().__init__()
         self.backbone = Backbone(arch)
@@ -25,6 +25,3 @@ class SimCLR(nn.Module):
     def forward(self, batch: dict):
         view1, view2 = batch["global"]
         return nt_xent(self.projector(self.backbone(view1)), self.projector(self.backbone(view2)), self.temperature), {}
-
-    def after_step(self, step: int, total_steps: int) -> None:
-        pass

@@ -23,10 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from viewkit.trainer.losses import byol_loss, info_nce
-from viewkit.trainer.moco import MomentumEncoder
+from viewkit.trainer.methods.base import Method
+from viewkit.trainer.methods.losses import byol_loss, info_nce
+from viewkit.trainer.methods.moco import MomentumEncoder
+from viewkit.trainer.methods.queue import KeyQueue
 from viewkit.trainer.nets import Backbone, ema_update, frozen_copy, mlp
-from viewkit.trainer.queue import KeyQueue
 from viewkit.trainer.schedules import ema_momentum
 
 MOCO_DEFAULTS = {"dim": 128, "hidden": 2048, "queue": 65536, "momentum": 0.999, "temperature": 0.2,
@@ -105,7 +106,7 @@ class SemanticBranch(nn.Module):
         ema_update(self.target_projector, self.projector, momentum)
 
 
-class SCDMoCo(nn.Module):
+class SCDMoCo(Method):
     """SCD on MoCo-v2 (bs 256, lr 0.06)."""
 
     def __init__(self, arch, dim, hidden, queue, momentum, temperature, alpha, weight, saliency_hidden):
@@ -119,8 +120,6 @@ class SCDMoCo(nn.Module):
 
     def forward(self, batch: dict):
         view1, view2 = batch["global"]
-        self.encoder.update()
-        self.semantic.update(self.encoder.momentum)
         map1 = self.backbone.feature_map(view1)
         q = F.normalize(self.encoder.projector(map1.mean((2, 3))), dim=1)
         with torch.no_grad():
@@ -132,10 +131,11 @@ class SCDMoCo(nn.Module):
         return contrastive + self.weight * triplet, {"loss_contrastive": contrastive.detach(), "loss_triplet": triplet.detach()}
 
     def after_step(self, step: int, total_steps: int) -> None:
-        pass
+        self.encoder.update()
+        self.semantic.update(self.encoder.momentum)
 
 
-class SCDBYOL(nn.Module):
+class SCDBYOL(Method):
     """SCD on BYOL, asymmetric (one direction, SCD's default; bs 512, lr 0.05), 4096/512 heads."""
 
     def __init__(self, arch, dim, hidden, base_momentum, alpha, weight, saliency_hidden, symmetric):

@@ -34,15 +34,18 @@ batch statistics alone).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from viewkit.trainer.losses import info_nce, negative_cosine
-from viewkit.trainer.moco import MomentumEncoder
+from viewkit.trainer.methods.base import Method
+from viewkit.trainer.methods.losses import info_nce, negative_cosine
+from viewkit.trainer.methods.moco import MomentumEncoder
+from viewkit.trainer.methods.queue import KeyQueue
 from viewkit.trainer.nets import Backbone, mlp
-from viewkit.trainer.queue import KeyQueue
 
 SIMSIAM_DEFAULTS = {"dim": 2048, "predictor_hidden": 512, "ll_mode": "clip", "clip_ratio": 0.015, "ll_weight": 1e-4,
                     "critic_hidden": 512, "critic_layers": 3, "critic_output": "sigmoid",
@@ -85,14 +88,24 @@ def critic_terms(model: nn.Module, local1: torch.Tensor, local2: torch.Tensor):
     return positive.mean() - negative.mean(), affinity(model, local1, local2, frozen=True)[0].mean()
 
 
-def clipped_backward(method: nn.Module, loss: torch.Tensor) -> None:
+@dataclass
+class SplitLoss:
+    """The main loss and L_ll, kept apart for the clipped backward; logged as their sum."""
+
+    main: torch.Tensor
+    local_local: torch.Tensor
+
+    def item(self) -> float:
+        return (self.main.detach() + self.local_local.detach()).item()
+
+
+def clipped_backward(method: nn.Module, loss: SplitLoss | torch.Tensor) -> None:
     """Official LoGo: the L_ll gradient, clipped to clip_ratio x |grad of the main loss|.
     Gradients are averaged over ranks here (DDP cannot see torch.autograd.grad)."""
-    if method.ll_mode == "lambda":
+    if isinstance(loss, torch.Tensor):  # ll_mode "lambda": one loss, DDP averages
         loss.backward()
         return
-    main, local_local = method._parts
-    method._parts = None
+    main, local_local = loss.main, loss.local_local
     parameters = [p for p in method.parameters() if p.requires_grad]
     main_grads = torch.autograd.grad(main, parameters, retain_graph=True, allow_unused=True)
     ll_grads = torch.autograd.grad(local_local, parameters, allow_unused=True)
@@ -115,11 +128,10 @@ def clipped_backward(method: nn.Module, loss: torch.Tensor) -> None:
 def _finish(method: nn.Module, main: torch.Tensor, local_local: torch.Tensor, metrics: dict):
     if method.ll_mode == "lambda":
         return main + method.ll_weight * local_local, metrics
-    method._parts = (main, local_local)
-    return main.detach() + local_local.detach(), metrics
+    return SplitLoss(main, local_local), metrics
 
 
-class LoGo(nn.Module):
+class LoGo(Method):
     def __init__(self, arch, dim, hidden, queue, momentum, temperature, ll_mode, clip_ratio, ll_weight, critic_hidden,
                  critic_layers, critic_output="sigmoid"):
         super().__init__()
@@ -130,11 +142,10 @@ class LoGo(nn.Module):
         self.critic = critic(dim, critic_hidden, critic_layers, critic_output)
         self.queue = KeyQueue(queue, dim)
         self.temperature, self.ll_mode, self.clip_ratio, self.ll_weight = temperature, ll_mode, clip_ratio, ll_weight
-        self._parts = None
+        self.averages_own_gradients = ll_mode == "clip"
 
     def forward(self, batch: dict):
         globals_, locals_ = batch["global"], batch["local"]
-        self.encoder.update()
         negatives = self.queue.keys.clone()
         g = [self.encoder.query(view) for view in globals_]
         k = [self.encoder.key(view) for view in globals_]
@@ -149,14 +160,14 @@ class LoGo(nn.Module):
                    "loss_ll": local_local.detach()}
         return _finish(self, main, local_local, metrics)
 
-    def backward(self, loss: torch.Tensor) -> None:
+    def after_step(self, step: int, total_steps: int) -> None:
+        self.encoder.update()
+
+    def backward(self, loss: SplitLoss | torch.Tensor) -> None:
         clipped_backward(self, loss)
 
-    def after_step(self, step: int, total_steps: int) -> None:
-        pass
 
-
-class LoGoSimSiam(nn.Module):
+class LoGoSimSiam(Method):
     """LoGo on SimSiam: SimSiam's projector/predictor, no momentum network, no queue."""
 
     def __init__(self, arch, dim, predictor_hidden, ll_mode, clip_ratio, ll_weight, critic_hidden, critic_layers,
@@ -170,7 +181,7 @@ class LoGoSimSiam(nn.Module):
         self.fixed_lr_modules = (self.predictor,) if fixed_predictor_lr else ()
         self.critic = critic(dim, critic_hidden, critic_layers, critic_output)
         self.ll_mode, self.clip_ratio, self.ll_weight = ll_mode, clip_ratio, ll_weight
-        self._parts = None
+        self.averages_own_gradients = ll_mode == "clip"
 
     def forward(self, batch: dict):
         z_g = [self.projector(self.backbone(view)) for view in batch["global"]]
@@ -183,8 +194,5 @@ class LoGoSimSiam(nn.Module):
                    "loss_ll": local_local.detach()}
         return _finish(self, global_global + local_global - omega, local_local, metrics)
 
-    def backward(self, loss: torch.Tensor) -> None:
+    def backward(self, loss: SplitLoss | torch.Tensor) -> None:
         clipped_backward(self, loss)
-
-    def after_step(self, step: int, total_steps: int) -> None:
-        pass

@@ -13,9 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from viewkit.trainer.losses import info_nce
+from viewkit.trainer.methods.base import Method
+from viewkit.trainer.methods.losses import info_nce
+from viewkit.trainer.methods.queue import KeyQueue
 from viewkit.trainer.nets import Backbone, ema_update, frozen_copy, mlp
-from viewkit.trainer.queue import KeyQueue
 
 DEFAULTS = {"dim": 128, "hidden": 2048, "queue": 65536, "momentum": 0.999, "temperature": 0.2}
 
@@ -43,7 +44,7 @@ class MomentumEncoder(nn.Module):
         ema_update(self.key_projector, self.projector, self.momentum)
 
 
-class MoCoV2(nn.Module):
+class MoCoV2(Method):
     def __init__(self, arch: str, dim: int, hidden: int, queue: int, momentum: float, temperature: float):
         super().__init__()
         self.encoder = MomentumEncoder(arch, dim, hidden, momentum)
@@ -53,11 +54,10 @@ class MoCoV2(nn.Module):
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
         view1, view2 = batch["global"]  # [B, 3, S, S] each
-        self.encoder.update()  # before the keys, as the official code
         q, k = self.encoder.query(view1), self.encoder.key(view2)
         loss = info_nce(q, k, self.queue.keys.clone(), self.temperature)
         self.queue.push(k)
         return loss, {}
 
     def after_step(self, step: int, total_steps: int) -> None:
-        pass
+        self.encoder.update()

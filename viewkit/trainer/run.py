@@ -1,0 +1,153 @@
+"""A training run set up, in one place: ranks, loader, method, optimizer, logs, and the
+state a resumed run continues from. The engine (engine.py) only steps it."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+import yaml
+
+from viewkit.loaders.dataset import open_labelled_pair
+from viewkit.loaders.view_loader import ViewLoader
+from viewkit.trainer import checkpoint as ckpt
+from viewkit.trainer.config import TrainConfig, resume_conflicts
+from viewkit.trainer.devices import setup_distributed
+from viewkit.trainer.methods import build_method
+from viewkit.trainer.methods.base import Method
+from viewkit.trainer.metrics import MetricsLog
+from viewkit.trainer.optimizers import make_optimizer
+from viewkit.views import recipes
+from viewkit.writes import writing
+
+RESUME_NEEDS = ("config", "model", "optimizer", "loader", "rng", "step")
+
+
+@dataclass
+class Run:
+    config: TrainConfig
+    data: str
+    out: Path
+    rank: int
+    world: int
+    device: torch.device
+    method: Method  # the module: its state, hooks and backbone
+    forward: Callable  # what computes the loss: `method`, inside DDP and torch.compile when asked
+    optimizer: torch.optim.Optimizer
+    loader: ViewLoader
+    log: MetricsLog | None  # rank 0 only
+    start_epoch: int = 0
+    step: int = 0
+    resumed_mid_epoch: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.loader)
+
+    @property
+    def total_steps(self) -> int:
+        return self.config.epochs * self.steps_per_epoch
+
+    @property
+    def warmup_steps(self) -> int:
+        return int(self.config.warmup_epochs * self.steps_per_epoch)
+
+    @property
+    def autocast(self) -> bool:
+        return self.config.precision == "bf16" and self.device.type == "cuda"
+
+    def continues_epoch(self, epoch: int) -> bool:
+        """True for the epoch a mid-epoch checkpoint resumes into: its start-of-epoch work is done."""
+        return epoch == self.start_epoch and self.resumed_mid_epoch
+
+    def close(self) -> None:
+        if self.log is not None:
+            self.log.close()
+
+
+def start_run(config: TrainConfig, data: str, out: str | Path, resume: bool = False) -> Run:
+    out = Path(out)
+    if config.device == "gpu" and not torch.cuda.is_available():
+        raise ValueError("device: gpu, and torch sees no CUDA GPU; device=cpu precision=fp32 runs the same "
+                         "config on the CPU")
+    if config.knn_every:  # found now, not after the first epochs
+        open_labelled_pair(config.knn_train, config.knn_val, "the kNN monitor (knn_train, knn_val)")
+    checkpoint = out / "checkpoint-last.pt"
+    if not resume and checkpoint.exists():  # its metrics and checkpoints would mix with this run's
+        raise ValueError(f"{out}: holds a run already (checkpoint-last.pt); --resume continues it, or give another --out")
+    rank, world = setup_distributed(config.device)
+    if config.batch_size % world:
+        raise ValueError(f"batch_size {config.batch_size} does not split over {world} ranks")
+    # an indexed device: DDP needs device_ids=[this rank's GPU], set by setup_distributed
+    device = torch.device("cuda", torch.cuda.current_device()) if config.device == "gpu" else torch.device("cpu")
+    torch.manual_seed(config.seed)
+    recipe = recipes.get(config.recipe_name, **config.recipe_overrides)
+    loader = ViewLoader(data, recipe, config.batch_size // world, device=config.device, seed=config.seed,
+                        drop_last=True, rank=rank, world_size=world, threads=config.threads,
+                        verify_checksums=config.verify_checksums, **config.loader_options)
+    method = build_method(config.method, config.arch, config.method_options).to(device)
+    if config.channels_last:
+        method = method.to(memory_format=torch.channels_last)
+    if world > 1 and config.sync_bn:
+        method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
+    forward = method
+    if world > 1 and method.averages_own_gradients:
+        for tensor in list(method.parameters()) + list(method.buffers()):
+            dist.broadcast(tensor.data, 0)  # the same start on every rank; its backward averages the gradients
+    elif world > 1:
+        forward = torch.nn.parallel.DistributedDataParallel(method, device_ids=[device.index] if device.type == "cuda" else None)
+    forward = torch.compile(forward) if config.compile else forward
+    run = Run(config, data, out, rank, world, device, method, forward, make_optimizer(config, method), loader, None)
+    if resume and checkpoint.exists():
+        _restore(run, ckpt.load(checkpoint, needs=RESUME_NEEDS))
+    elif resume and run.is_main:
+        print(f"{out}: no checkpoint-last.pt to resume from, starting the run")
+    if run.is_main:
+        _write_config(run, recipe)
+        run.log = MetricsLog(out, run.step, run.start_epoch)
+        print(f"{config.method} on {config.arch}: lr {config.lr:.4g} (= {config.base_lr} x {config.batch_size} / 256), "
+              f"{run.steps_per_epoch} steps/epoch x {config.epochs} epochs, {world} rank(s), "
+              f"{'bf16' if run.autocast else 'fp32'}, views {config.recipe_name}")
+    return run
+
+
+def _restore(run: Run, state: dict) -> None:
+    conflicts = resume_conflicts(state["config"], run.config)
+    if conflicts:
+        raise ValueError(f"{run.out / 'checkpoint-last.pt'}: --resume continues the run as it was configured, and "
+                         f"this config differs in {'; '.join(conflicts)}. Give the run's own settings "
+                         f"({run.out / 'config.yaml'}) or start a new run folder.")
+    run.method.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.loader.load_state_dict(state["loader"])
+    ckpt.restore_rng(state["rng"])
+    run.start_epoch, run.step = state["epoch"], state["step"]
+    run.resumed_mid_epoch = 0 < run.loader.state_dict()["step"] < run.steps_per_epoch
+
+
+def _write_config(run: Run, recipe) -> None:
+    """config.yaml beside the logs: the config as resolved, the git revision and the views."""
+    run.out.mkdir(parents=True, exist_ok=True)
+    resolved = dataclasses.asdict(run.config) | {"lr": run.config.lr, "git": ckpt.git_revision(),
+                                                 "world_size": run.world, "recipe_resolved": recipes.to_yaml(recipe)}
+    with writing(run.out / "config.yaml"):
+        (run.out / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+
+
+def training_state(run: Run, epoch: int, finished_epoch: bool) -> dict:
+    """Everything `--resume` needs, plus what evaluation reads (arch, backbone)."""
+    store = run.out / "saliency-store"
+    return {"config": dataclasses.asdict(run.config), "model": run.method.state_dict(),
+            "optimizer": run.optimizer.state_dict(), "epoch": epoch + 1 if finished_epoch else epoch,
+            "step": run.step, "loader": run.loader.state_dict(), "rng": ckpt.rng_state(), "arch": run.config.arch,
+            "backbone": run.method.backbone.torchvision_state(), "git": ckpt.git_revision(),
+            "saliency_store": json.loads((store / "meta.json").read_text()) if (store / "meta.json").exists() else None}
