@@ -5,12 +5,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ports import free_port
+
 
 def test_three_ranks_under_torchrun_cover_the_epoch(embedded_shards, tmp_path):
     out = tmp_path / "ranks.json"
     worker = Path(__file__).with_name("distributed_worker.py")
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "3",
-                             "--master_port", "29531", str(worker), str(embedded_shards), str(out)],
+                             "--master_port", str(free_port()), str(worker), str(embedded_shards), str(out)],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = json.loads(out.read_text())

@@ -10,6 +10,8 @@ import torch.nn.functional as F
 from viewkit.trainer.methods import regioncl
 from viewkit.trainer.methods import build_method
 
+from tiny import TinyBackbone
+
 B, DIM, QUEUE, T = 4, 4, 5, 0.2
 
 
@@ -28,7 +30,7 @@ def hand_info_nce(queries, positives, queue, extra=None) -> float:
 @pytest.fixture
 def regioncl_model(monkeypatch):
     torch.manual_seed(0)
-    model = build_method("regioncl", "resnet18", {"queue": QUEUE, "dim": DIM, "hidden": 8, "temperature": T})
+    model = build_method("regioncl", TinyBackbone(), {"queue": QUEUE, "dim": DIM, "hidden": 8, "temperature": T})
     q, k = (F.normalize(torch.randn(B, DIM), dim=1) for _ in range(2))
     paste, canvas = torch.randn(B, DIM), torch.randn(B, DIM)
     # The encoder's outputs and the pooled regions fixed by hand; the projector an identity.
@@ -64,7 +66,7 @@ def test_regioncl_pairs_canvas_with_its_key_and_paste_with_the_source_key(region
 
 def test_scd_triplet_has_its_foreground_and_background_hinges(monkeypatch):
     torch.manual_seed(1)
-    model = build_method("scd_moco", "resnet18", {"queue": QUEUE, "dim": DIM, "hidden": 8, "temperature": T,
+    model = build_method("scd_moco", TinyBackbone(), {"queue": QUEUE, "dim": DIM, "hidden": 8, "temperature": T,
                                                   "saliency_hidden": 8})
     z1_fg, z2_fg, z2_bg = (torch.randn(B, DIM) for _ in range(3))
     z1_bg = z2_fg + 0.1 * torch.randn(B, DIM)  # background that looks like the other view's foreground: bg hinge > 0

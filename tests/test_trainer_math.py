@@ -13,6 +13,8 @@ from viewkit.trainer.nets import ema_update, mlp
 from viewkit.trainer.methods.queue import KeyQueue
 from viewkit.trainer.schedules import ema_momentum, learning_rate
 
+from tiny import TinyBackbone
+
 
 def unit(*rows):
     return F.normalize(torch.tensor(rows, dtype=torch.float64), dim=1)
@@ -65,7 +67,7 @@ def test_leoclr_end_to_end_attracts_each_crop_to_the_original_only_by_hand():
     crops; gradients reach the crops (no stop-gradient end to end), unlike the MoCo variant."""
     from viewkit.trainer.methods.leoclr import build
 
-    model = build("resnet18", dim=8, hidden=16, queue=64, momentum=0.99, temperature=0.5, end_to_end=True)
+    model = build(TinyBackbone(), dim=8, hidden=16, queue=64, momentum=0.99, temperature=0.5, end_to_end=True)
     model.backbone, model.projector = torch.nn.Flatten(), torch.nn.Identity()  # embeddings = the inputs
     original = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     crop1 = torch.tensor([[1.0, 1.0], [-1.0, 1.0]], requires_grad=True)
@@ -81,7 +83,7 @@ def test_leoclr_end_to_end_attracts_each_crop_to_the_original_only_by_hand():
     loss.backward()
     assert crop1.grad.abs().sum() > 0 and crop2.grad.abs().sum() > 0
 
-    momentum_variant = build("resnet18", dim=8, hidden=16, queue=64, momentum=0.99, temperature=0.2,
+    momentum_variant = build(TinyBackbone(), dim=8, hidden=16, queue=64, momentum=0.99, temperature=0.2,
                              end_to_end=False)
     images = [torch.randn(4, 3, 32, 32, requires_grad=True) for _ in range(3)]
     loss, _ = momentum_variant({"original": images[0], "global": images[1:]})
@@ -186,11 +188,11 @@ def test_scd_mask_pooling_and_triplet_terms_by_hand():
 def test_scd_byol_symmetric_is_both_directions_of_the_asymmetric_loss():
     from viewkit.trainer.methods.scd import SCDBYOL
 
-    options = {"arch": "resnet18", "dim": 16, "hidden": 32, "base_momentum": 0.99, "alpha": 1.0, "weight": 0.5,
+    options = {"dim": 16, "hidden": 32, "base_momentum": 0.99, "alpha": 1.0, "weight": 0.5,
                "saliency_hidden": 8}
     torch.manual_seed(0)
-    asymmetric = SCDBYOL(**options, symmetric=False).train()
-    symmetric = SCDBYOL(**options, symmetric=True).train()
+    asymmetric = SCDBYOL(TinyBackbone(), **options, symmetric=False).train()
+    symmetric = SCDBYOL(TinyBackbone(), **options, symmetric=True).train()
     symmetric.load_state_dict(asymmetric.state_dict())
     views = torch.randn(2, 4, 3, 64, 64)
     forward, parts = asymmetric({"global": views})
@@ -235,7 +237,7 @@ def test_regioncl_simsiam_loss_is_algorithm_3_by_hand():
     from viewkit.trainer.methods.regioncl import RegionCLSimSiam, pool_paste_and_canvas
 
     torch.manual_seed(0)
-    model = RegionCLSimSiam("resnet18", dim=16, predictor_hidden=8).train()
+    model = RegionCLSimSiam(TinyBackbone(), dim=16, predictor_hidden=8).train()
     views = torch.randn(2, 4, 3, 64, 64)
     batch = {"global": views, "swap": torch.randn(4, 3, 64, 64), "swap_box": torch.tensor([0, 0, 32, 64]),
              "swap_source": torch.tensor([3, 2, 1, 0])}
@@ -252,7 +254,7 @@ def test_regioncl_simsiam_loss_is_algorithm_3_by_hand():
     assert views.grad[0].abs().sum() > 0 and not views.grad[1].any()  # sg(k): x^k gets no gradient
 
     torch.manual_seed(0)
-    symmetric = RegionCLSimSiam("resnet18", dim=16, predictor_hidden=8, symmetric=True).train()
+    symmetric = RegionCLSimSiam(TinyBackbone(), dim=16, predictor_hidden=8, symmetric=True).train()
     symmetric.load_state_dict(model.state_dict())
     views.grad = None
     loss, parts = symmetric(batch)
@@ -275,7 +277,7 @@ def test_logo_clips_the_local_local_gradient_and_spares_the_critic():
     from viewkit.trainer.methods.logo import LoGo
 
     torch.manual_seed(0)
-    model = LoGo("resnet18", dim=16, hidden=32, queue=32, momentum=0.99, temperature=0.07, ll_mode="clip",
+    model = LoGo(TinyBackbone(), dim=16, hidden=32, queue=32, momentum=0.99, temperature=0.07, ll_mode="clip",
                  clip_ratio=0.015, ll_weight=5e-4, critic_hidden=8, critic_layers=3)
     loss, _ = model(logo_batch())
     main, local_local = loss.main, loss.local_local
@@ -324,8 +326,8 @@ def test_logo_critic_learns_to_separate_positive_pairs_within_bounds():
 def test_logo_methods_take_the_papers_softplus_critic_as_an_option(method):
     from viewkit.trainer.methods import build_method
 
-    assert isinstance(build_method(method, "resnet18", {}).critic[-1], torch.nn.Sigmoid)
-    assert isinstance(build_method(method, "resnet18", {"critic_output": "softplus"}).critic[-1], torch.nn.Softplus)
+    assert isinstance(build_method(method, TinyBackbone(), {}).critic[-1], torch.nn.Sigmoid)
+    assert isinstance(build_method(method, TinyBackbone(), {"critic_output": "softplus"}).critic[-1], torch.nn.Softplus)
 
 
 def test_logo_frozen_critic_pass_leaves_batchnorm_statistics_alone():
@@ -344,7 +346,7 @@ def test_logo_frozen_critic_pass_leaves_batchnorm_statistics_alone():
 def test_sgcl_weights_and_nearest_neighbours_by_hand():
     from viewkit.trainer.methods.sgcl import SGCL, remember
 
-    model = SGCL("resnet18", dim=2, hidden=8, base_momentum=0.99, gamma=0.5, neighbours=2, queue=4)
+    model = SGCL(TinyBackbone(), dim=2, hidden=8, base_momentum=0.99, gamma=0.5, neighbours=2, queue=4)
     assert model.inter_loss(torch.ones(1, 2), torch.ones(1)).item() == 0.0  # memory still empty
     remember(model, torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [1.0, 1.0]]))
     prediction = torch.tensor([[1.0, 0.2]])
@@ -359,7 +361,7 @@ def test_sgcl_weights_and_nearest_neighbours_by_hand():
 def test_sgcl_on_simclr_weights_nt_xent_and_takes_neighbours_as_anchors_by_hand():
     from viewkit.trainer.methods.sgcl import build, remember
 
-    model = build("resnet18", dim=2, hidden=8, base_momentum=0.99, gamma=0.5, neighbours=2, queue=4, base="simclr",
+    model = build(TinyBackbone(), dim=2, hidden=8, base_momentum=0.99, gamma=0.5, neighbours=2, queue=4, base="simclr",
                   temperature=0.5)
     z1 = torch.tensor([[1.0, 0.2], [-0.3, 1.0]], requires_grad=True)
     z2 = torch.tensor([[1.0, 1.0], [0.5, -1.0]], requires_grad=True)

@@ -19,6 +19,7 @@ from viewkit.trainer.schedules import learning_rate
 from viewkit.tools.cli import main
 
 from partial_runs import train_steps
+from ports import free_port
 
 SMALL_OPTIONS = {"moco_v2": {"queue": 64, "hidden": 64}, "leoclr": {"queue": 64, "hidden": 64},
                  "byol": {"hidden": 64, "dim": 32}, "simsiam": {"dim": 64, "predictor_hidden": 16},
@@ -405,7 +406,7 @@ def test_two_process_gloo_ddp_step(embedded_shards, tmp_path):
                       "method_options: {hidden: 64, dim: 32}\nrecipe_overrides: {global_size: 32}\nthreads: 1\n"
                       "log_every: 1\n")
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                             "29533", "-m", "viewkit.tools.cli", "train", str(config), "--data", str(embedded_shards),
+                             str(free_port()), "-m", "viewkit.tools.cli", "train", str(config), "--data", str(embedded_shards),
                              "--out", str(tmp_path / "run"), "--quiet"], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "world_size: 2" in (tmp_path / "run" / "config.yaml").read_text()

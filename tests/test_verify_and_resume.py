@@ -1,12 +1,10 @@
 """`viewkit verify` catches damage and names it; a killed run resumes to identical bytes."""
 
 import json
-import os
 import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -96,24 +94,36 @@ def test_resume_after_kill_writes_identical_bytes(embedded_source, tmp_path):
     assert whole == resumed
 
 
+# The CLI's own run, killed by SIGKILL from the writer's hook once its third shard is in
+# the journal: no polling, the same kill point on every machine.
+KILLED_AFTER_THIRD_SHARD = """
+import os, signal, sys
+import viewkit.tools.shard as shard
+from viewkit.tools.cli import main
+
+write = shard.write_dataset
+def write_then_die(*args, **kwargs):
+    done = []
+    def after_shard(record):
+        done.append(record)
+        if len(done) == 3:
+            os.kill(os.getpid(), signal.SIGKILL)
+    return write(*args, **kwargs, after_shard=after_shard)
+shard.write_dataset = write_then_die
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 def test_sigkilled_cli_run_resumes(embedded_source, tmp_path):
     args = [sys.executable, "-m", "viewkit.tools.cli", "shard", "folder", embedded_source["images"],
             str(tmp_path / "ds"), "--shard-samples", "2", "--workers", "1", "--quiet"]
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    journal = tmp_path / "ds" / JOURNAL_NAME
-    deadline = time.time() + 60
-    while process.poll() is None and time.time() < deadline:
-        if journal.exists() and len(journal.read_text().splitlines()) >= 4:
-            os.kill(process.pid, signal.SIGKILL)
-            break
-        time.sleep(0.002)
-    process.wait()
-    killed = process.returncode == -signal.SIGKILL
+    process = subprocess.run([sys.executable, "-c", KILLED_AFTER_THIRD_SHARD, *args[3:]], capture_output=True)
+    assert process.returncode == -signal.SIGKILL, process.stderr.decode()[-2000:]
+    assert len((tmp_path / "ds" / JOURNAL_NAME).read_text().splitlines()) == 4  # its header and three shards
     subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     subprocess.run(args[:6] + [str(tmp_path / "whole")] + args[7:], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     whole = {p.name: p.read_bytes() for p in (tmp_path / "whole").iterdir()}
     assert {p.name: p.read_bytes() for p in (tmp_path / "ds").iterdir()} == whole
-    assert killed, "the run finished before it could be killed; the resume path was not exercised"
 
 
 def test_rerun_is_a_no_op_and_other_options_need_overwrite(embedded_source, embedded_shards, tmp_path):

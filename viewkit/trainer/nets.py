@@ -52,6 +52,12 @@ class Backbone(nn.Module):
                                     if k.split(".", 1)[0] in index})
 
 
+def build_backbone(arch: "str | Backbone") -> "Backbone":
+    """A Backbone by name; a Backbone given is used as it is (tests inject a small CNN with
+    the same attributes, so loss and wiring checks need no ResNet)."""
+    return arch if isinstance(arch, Backbone) else Backbone(arch)
+
+
 def mlp(dims: list[int], batch_norm: bool = True, last_batch_norm: bool = False, last_affine: bool = True) -> nn.Sequential:
     """Linear layers with BN + ReLU between them: dims [in, hidden, ..., out]."""
     layers: list[nn.Module] = []

@@ -10,7 +10,7 @@ import torch
 
 from viewkit.trainer.methods.base import Method
 from viewkit.trainer.methods.losses import byol_loss
-from viewkit.trainer.nets import Backbone, ema_update, frozen_copy, mlp
+from viewkit.trainer.nets import build_backbone, ema_update, frozen_copy, mlp
 from viewkit.trainer.schedules import ema_momentum
 
 DEFAULTS = {"dim": 256, "hidden": 4096, "base_momentum": 0.99, "symmetric": True}
@@ -19,7 +19,7 @@ DEFAULTS = {"dim": 256, "hidden": 4096, "base_momentum": 0.99, "symmetric": True
 class BYOL(Method):
     def __init__(self, arch: str, dim: int, hidden: int, base_momentum: float, symmetric: bool):
         super().__init__()
-        self.backbone = Backbone(arch)
+        self.backbone = build_backbone(arch)
         self.projector = mlp([self.backbone.dim, hidden, dim])
         self.predictor = mlp([dim, hidden, dim])
         self.target_backbone, self.target_projector = frozen_copy(self.backbone), frozen_copy(self.projector)

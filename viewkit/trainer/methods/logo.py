@@ -45,7 +45,7 @@ from viewkit.trainer.methods.base import Method
 from viewkit.trainer.methods.losses import info_nce, negative_cosine
 from viewkit.trainer.methods.moco import MomentumEncoder
 from viewkit.trainer.methods.queue import KeyQueue
-from viewkit.trainer.nets import Backbone, mlp
+from viewkit.trainer.nets import build_backbone, mlp
 
 SIMSIAM_DEFAULTS = {"dim": 2048, "predictor_hidden": 512, "ll_mode": "clip", "clip_ratio": 0.015, "ll_weight": 1e-4,
                     "critic_hidden": 512, "critic_layers": 3, "critic_output": "sigmoid",
@@ -175,7 +175,7 @@ class LoGoSimSiam(Method):
         super().__init__()
         if ll_mode not in ("clip", "lambda"):
             raise ValueError(f"ll_mode {ll_mode!r}: 'clip' (official code) or 'lambda' (paper)")
-        self.backbone = Backbone(arch)
+        self.backbone = build_backbone(arch)
         self.projector = mlp([self.backbone.dim, dim, dim, dim], last_batch_norm=True, last_affine=False)
         self.predictor = mlp([dim, predictor_hidden, dim])
         self.fixed_lr_modules = (self.predictor,) if fixed_predictor_lr else ()

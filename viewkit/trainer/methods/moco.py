@@ -16,7 +16,7 @@ from torch import nn
 from viewkit.trainer.methods.base import Method
 from viewkit.trainer.methods.losses import info_nce
 from viewkit.trainer.methods.queue import KeyQueue
-from viewkit.trainer.nets import Backbone, ema_update, frozen_copy, mlp
+from viewkit.trainer.nets import build_backbone, ema_update, frozen_copy, mlp
 
 DEFAULTS = {"dim": 128, "hidden": 2048, "queue": 65536, "momentum": 0.999, "temperature": 0.2}
 
@@ -26,7 +26,7 @@ class MomentumEncoder(nn.Module):
 
     def __init__(self, arch: str, dim: int, hidden: int, momentum: float):
         super().__init__()
-        self.backbone = Backbone(arch)
+        self.backbone = build_backbone(arch)
         self.projector = mlp([self.backbone.dim, hidden, dim], batch_norm=False)
         self.key_backbone, self.key_projector = frozen_copy(self.backbone), frozen_copy(self.projector)
         self.momentum = momentum

@@ -27,7 +27,7 @@ from viewkit.trainer.methods.base import Method
 from viewkit.trainer.methods.losses import byol_loss, info_nce
 from viewkit.trainer.methods.moco import MomentumEncoder
 from viewkit.trainer.methods.queue import KeyQueue
-from viewkit.trainer.nets import Backbone, ema_update, frozen_copy, mlp
+from viewkit.trainer.nets import Backbone, build_backbone, ema_update, frozen_copy, mlp
 from viewkit.trainer.schedules import ema_momentum
 
 MOCO_DEFAULTS = {"dim": 128, "hidden": 2048, "queue": 65536, "momentum": 0.999, "temperature": 0.2,
@@ -140,7 +140,7 @@ class SCDBYOL(Method):
 
     def __init__(self, arch, dim, hidden, base_momentum, alpha, weight, saliency_hidden, symmetric):
         super().__init__()
-        self.backbone = Backbone(arch)
+        self.backbone = build_backbone(arch)
         channels = self.backbone.dim
         self.projector, self.predictor = mlp([channels, hidden, dim]), mlp([dim, hidden, dim])
         self.target_backbone, self.target_projector = frozen_copy(self.backbone), frozen_copy(self.projector)

@@ -33,7 +33,7 @@ from torch import nn
 from viewkit.trainer.methods.base import Method
 from viewkit.trainer.methods.losses import byol_loss, nt_xent
 from viewkit.trainer.methods.queue import gather_from_ranks, ring_write
-from viewkit.trainer.nets import Backbone, ema_update, frozen_copy, mlp
+from viewkit.trainer.nets import build_backbone, ema_update, frozen_copy, mlp
 from viewkit.trainer.schedules import ema_momentum
 
 DEFAULTS = {"dim": 256, "hidden": 4096, "base_momentum": 0.99, "gamma": 0.5, "neighbours": 5, "queue": 65536,
@@ -108,7 +108,7 @@ def refresh_saliency(method: Method, run, epoch: int) -> None:
 class SGCL(SaliencyGuided):
     def __init__(self, arch, dim, hidden, base_momentum, gamma, neighbours, queue):
         super().__init__()
-        self.backbone = Backbone(arch)
+        self.backbone = build_backbone(arch)
         self.projector, self.predictor = mlp([self.backbone.dim, hidden, dim]), mlp([dim, hidden, dim])
         self.target_backbone, self.target_projector = frozen_copy(self.backbone), frozen_copy(self.projector)
         self.base_momentum, self.gamma, self.neighbours = base_momentum, gamma, neighbours
@@ -156,7 +156,7 @@ class SGCL(SaliencyGuided):
 class SGCLSimCLR(SaliencyGuided):
     def __init__(self, arch, dim, hidden, gamma, neighbours, queue, temperature):
         super().__init__()
-        self.backbone = Backbone(arch)
+        self.backbone = build_backbone(arch)
         self.projector = mlp([self.backbone.dim, hidden, dim], batch_norm=False)
         self.gamma, self.neighbours, self.temperature = gamma, neighbours, temperature
         add_memory(self, queue, dim)

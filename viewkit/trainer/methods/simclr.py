@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from viewkit.trainer.methods.base import Method
 from viewkit.trainer.methods.losses import nt_xent
-from viewkit.trainer.nets import Backbone, mlp
+from viewkit.trainer.nets import build_backbone, mlp
 
 DEFAULTS = {"dim": 128, "hidden": 2048, "temperature": 0.1}
 
@@ -18,7 +18,7 @@ DEFAULTS = {"dim": 128, "hidden": 2048, "temperature": 0.1}
 class SimCLR(Method):
     def __init__(self, arch: str, dim: int, hidden: int, temperature: float):
         super().__init__()
-        self.backbone = Backbone(arch)
+        self.backbone = build_backbone(arch)
         self.projector = mlp([self.backbone.dim, hidden, dim], batch_norm=False)
         self.temperature = temperature
 

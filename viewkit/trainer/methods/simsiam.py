@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from viewkit.trainer.methods.base import Method
 from viewkit.trainer.methods.losses import negative_cosine
-from viewkit.trainer.nets import Backbone, mlp
+from viewkit.trainer.nets import build_backbone, mlp
 
 DEFAULTS = {"dim": 2048, "predictor_hidden": 512, "fixed_predictor_lr": True}
 
@@ -20,7 +20,7 @@ DEFAULTS = {"dim": 2048, "predictor_hidden": 512, "fixed_predictor_lr": True}
 class SimSiam(Method):
     def __init__(self, arch: str, dim: int, predictor_hidden: int, fixed_predictor_lr: bool = True):
         super().__init__()
-        self.backbone = Backbone(arch)
+        self.backbone = build_backbone(arch)
         self.projector = mlp([self.backbone.dim, dim, dim, dim], last_batch_norm=True, last_affine=False)
         self.predictor = mlp([dim, predictor_hidden, dim])
         self.fixed_lr_modules = (self.predictor,) if fixed_predictor_lr else ()
