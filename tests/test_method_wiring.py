@@ -88,3 +88,56 @@ def test_scd_triplet_has_its_foreground_and_background_hinges(monkeypatch):
     assert float(bg.sum()) > 0.5 and float(fg.sum()) > 0.5  # both hinges are live here
     assert float(parts["loss_triplet"]) == pytest.approx(float((0.5 * (fg + bg)).mean()), rel=1e-5)
     assert float(loss) == pytest.approx(float(parts["loss_contrastive"]) + 0.5 * float(parts["loss_triplet"]), rel=1e-5)
+
+
+def test_logo_averages_its_six_terms_enqueues_both_globals_and_pushes_locals_apart(monkeypatch):
+    from viewkit.trainer.methods import logo
+
+    torch.manual_seed(2)
+    model = build_method("logo_moco", TinyBackbone(), {"queue": 16, "dim": DIM, "hidden": 8, "temperature": T,
+                                                       "critic_hidden": 8})
+    queries = [F.normalize(torch.randn(B, DIM), dim=1) for _ in range(4)]  # global 0, global 1, local 0, local 1
+    keys = [F.normalize(torch.randn(B, DIM), dim=1) for _ in range(2)]
+    # each view is filled with its index, so the stand-in encoder knows which view it is given
+    monkeypatch.setattr(model.encoder, "query", lambda view: queries[int(view.flatten()[0])])
+    monkeypatch.setattr(model.encoder, "key", lambda view: keys[int(view.flatten()[0])])
+    views = torch.arange(4.0).view(4, 1, 1, 1, 1)
+    batch = {"global": views[:2].expand(2, B, 3, 32, 32), "local": views[2:].expand(2, B, 3, 16, 16)}
+    queue = model.queue.keys.clone()
+    torch.manual_seed(3)
+    loss, parts = model(batch)
+
+    g0, g1, l0, l1 = queries
+    gg = hand_info_nce(g0, keys[1], queue) + hand_info_nce(g1, keys[0], queue)
+    lg = sum(hand_info_nce(local, key, queue) for local in (l0, l1) for key in keys)
+    assert float(parts["loss_gg"]) == pytest.approx(gg, rel=1e-5)
+    assert float(parts["loss_lg"]) == pytest.approx(lg, rel=1e-5)
+    assert float(loss.main.detach() - parts["loss_critic"]) == pytest.approx((gg + lg) / 6, rel=1e-5)
+    wrong_globals = hand_info_nce(g0, keys[0], queue) + hand_info_nce(g1, keys[1], queue)  # each with its own key
+    for wrong in (gg + lg, (wrong_globals + lg) / 6):  # summed, not averaged; globals mis-paired
+        assert abs(float(loss.main.detach() - parts["loss_critic"]) - wrong) > 1e-3
+    assert sorted(map(tuple, model.queue.keys[:2 * B].tolist())) == sorted(map(tuple, torch.cat(keys).tolist()))
+
+    critic = model.critic
+    with torch.no_grad():
+        scores = critic(torch.cat([l0, l1], dim=1)).squeeze(1)
+    assert float(parts["loss_ll"]) == pytest.approx(float(F.softplus(scores).mean()), rel=1e-5)
+    assert abs(float(parts["loss_ll"]) - float(F.softplus(-scores).mean())) > 1e-3  # the critic's sign
+    torch.manual_seed(3)  # the same noise draw as inside the method: n then n'
+    std = 0.3 / DIM ** 0.5
+    noise_a, noise_b = std * torch.randn_like(l0), std * torch.randn_like(l1)
+
+    def critic_loss(noise: bool, positive_sign: float) -> float:
+        a, b = (l0 + noise_a, l1 + noise_b) if noise else (l0, l1)
+        a2, b2 = (l1 + noise_a, l0 + noise_b) if noise else (l1, l0)
+        pairs = torch.cat([torch.cat([a, b], 1), torch.cat([a2, b2], 1), torch.cat([l0, l1.roll(1, 0)], 1),
+                           torch.cat([l1, l0.roll(1, 0)], 1)])
+        with torch.no_grad():
+            s12, s21, n12, n21 = critic(pairs).squeeze(1).chunk(4)
+        return float((0.5 * F.softplus(positive_sign * s12) + 0.5 * F.softplus(positive_sign * s21)
+                      + 0.5 * F.softplus(-positive_sign * n12) + 0.5 * F.softplus(-positive_sign * n21)).mean())
+
+    assert float(parts["loss_critic"]) == pytest.approx(critic_loss(noise=True, positive_sign=-1.0), rel=1e-5)
+    for wrong in (critic_loss(noise=False, positive_sign=-1.0), critic_loss(noise=True, positive_sign=1.0)):
+        assert abs(float(parts["loss_critic"]) - wrong) > 1e-4
+    assert logo.SplitLoss is type(loss)  # clip mode: the encoder's L_ll gradient is taken apart

@@ -1,35 +1,39 @@
 """LoGo (Zhang et al. 2022, "Leverage Your Local and Global Representations: A New
-Self-Supervised Learning Strategy"), on MoCo-v2 (2 global + 2 local views).
+Self-Supervised Learning Strategy"), on MoCo-v2 (2 global + 2 local views), as the
+authors' official code (`MoCo_LoGo`, `Regressor_softplus`, `train_moco`) trains it.
 
-    L_gg = l(g1, g2) + l(g2, g1)                      globals attract (InfoNCE, queue)
-    L_lg = sum over locals j and globals i of l(l_j, sg(g_i))   locals attract to globals
-    L_ll = f(l_1, l_2)                                locals of one image are pushed apart
-f is a learned critic (MLP on the concatenated embeddings, positive output) trained to
-maximise Omega = E_pos f - E_neg f, negatives pairing a local crop with a local crop of
-another image of the batch (here: the next image).
+    L_gg = l(g1, k2) + l(g2, k1)                         globals attract (InfoNCE, queue)
+    L_lg = sum over locals j and globals i of l(l_j, k_i)  locals attract to globals
+    main = (L_gg + L_lg) / 6                              the mean of the six InfoNCE terms
+    L_ll = softplus(r(l_1, l_2))                          locals of one image are pushed apart
+r is a learned critic: an MLP on the concatenated (L2-normalised) local projections, with
+hidden width 256 and BN, ending in one unbounded output. It is trained, on detached
+inputs, with the logistic objective
+    softplus(-r(l_1 + n, l_2 + n')) + softplus(r(l_1, l_2 of another image)),
+both pair orders, averaged, with Gaussian noise n, n' of std 0.3 / sqrt(dim) on the
+positive pairs; the encoder minimises L_ll through the critic's held weights. Keys of both
+globals enter the queue.
 
 Official code (default, `ll_mode="clip"`): L_ll takes its own encoder gradient, whose norm
-is clipped to 0.015 x the norm of the main loss's gradient, with a 3-layer critic with BN.
-Paper (`ll_mode="lambda"`): L = L_gg + L_lg + lambda L_ll, lambda 5e-4 (MoCo) / 1e-4
-(SimSiam), and `critic_layers=5`.
+is clipped to 0.015 x the norm of the main loss's gradient. Paper (`ll_mode="lambda"`):
+L = main + lambda L_ll, lambda 5e-4 (MoCo) / 1e-4 (SimSiam).
+`critic_layers` counts the linear layers, the head included: the official critic has 3.
 
 On SimSiam (`logo_simsiam`): l is SimSiam's D(p(x), sg(z(y))) and the critic sees the
 L2-normalised projections z; the paper's lambda is 1e-4.
 
-choices: critic input is the pair of L2-normalised (query) projections; the MoCo queue
-takes the keys of global 1 only; L_gg and L_lg of the SimSiam variant are halved per pair
-as SimSiam's symmetric loss.
-
-choice, critic output (`critic_output`): Eq. 6 has no maximum over an unconstrained
-f: R^n x R^n -> R+ (a critic that separates pairs at all can scale its output without
-bound). With the paper's softplus (`"softplus"`, kept as an option) Omega grew to 4,865 and
-L_ll to 5,986 by step 330 of the CPU logo_moco check, and a lone critic on separable
-synthetic pairs (`train_critic` in tests/test_trainer_math.py) reached 8.6e20 in 200 SGD
-steps, on the way to inf. The default `"sigmoid"` keeps f in (0, 1),
-still positive, so Omega is in (-1, 1): near 1 for separable pairs, near 0 for unrelated ones.
-choice: positive and negative pairs go through the critic in one batch, so its BatchNorm
-normalises both with the same statistics (separate calls would let it tell them apart by
-batch statistics alone).
+choices (where the official code's mechanics were not kept, the objective is):
+- one optimizer step per iteration: the clipped L_ll gradient is added to the main
+  gradient, clipped against this step's main gradient norm; the official code takes a
+  separate SGD step for L_ll (its own momentum buffer), clipped against the previous
+  step's main norm, and updates the key encoder on both forward passes;
+- the critic trains in the same optimizer as the encoder, so its lr follows the schedule
+  (the official critic has its own SGD at a constant lr);
+- a local's negative partner is the next image's local (`roll(1)`), never itself; the
+  official `flip(0)` pairs the middle image of an odd batch with itself;
+- positive and negative pairs go through the critic in one batch, so its BatchNorm
+  normalises both with the same statistics;
+- L_gg and L_lg of the SimSiam variant are halved per pair as SimSiam's symmetric loss.
 """
 
 from __future__ import annotations
@@ -48,44 +52,47 @@ from viewkit.trainer.methods.queue import KeyQueue
 from viewkit.trainer.nets import build_backbone, mlp
 
 SIMSIAM_DEFAULTS = {"dim": 2048, "predictor_hidden": 512, "ll_mode": "clip", "clip_ratio": 0.015, "ll_weight": 1e-4,
-                    "critic_hidden": 512, "critic_layers": 3, "critic_output": "sigmoid",
+                    "critic_hidden": 256, "critic_layers": 3, "critic_noise": 0.3,
                     "fixed_predictor_lr": True}  # choice: SimSiam's own setting (see trainer/simsiam.py)
 DEFAULTS = {"dim": 128, "hidden": 2048, "queue": 4096, "momentum": 0.999, "temperature": 0.07,
-            "ll_mode": "clip", "clip_ratio": 0.015, "ll_weight": 5e-4, "critic_hidden": 512, "critic_layers": 3,
-            "critic_output": "sigmoid"}
-CRITIC_OUTPUTS = {"sigmoid": nn.Sigmoid, "softplus": nn.Softplus}
+            "ll_mode": "clip", "clip_ratio": 0.015, "ll_weight": 5e-4, "critic_hidden": 256, "critic_layers": 3,
+            "critic_noise": 0.3}
 
 
-def critic(dim: int, hidden: int, layers: int, output: str = "sigmoid") -> nn.Sequential:
-    if output not in CRITIC_OUTPUTS:
-        raise ValueError(f"critic_output {output!r}: one of {sorted(CRITIC_OUTPUTS)}")
+def critic(dim: int, hidden: int, layers: int) -> nn.Sequential:
+    """`layers` linear layers on a pair's concatenation [a, b]: BN + ReLU between, one output."""
+    if layers < 1:
+        raise ValueError(f"critic_layers {layers}: at least 1 (the output layer)")
     blocks: list[nn.Module] = []
     width = 2 * dim
     for _ in range(layers - 1):
         blocks += [nn.Linear(width, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True)]
         width = hidden
-    return nn.Sequential(*blocks, nn.Linear(width, 1), CRITIC_OUTPUTS[output]())
+    return nn.Sequential(*blocks, nn.Linear(width, 1))
 
 
-def affinity(model: nn.Module, a: torch.Tensor, b: torch.Tensor, frozen: bool = False) -> torch.Tensor:
-    """f on the positive pairs (a_i, b_i) and the negatives (a_i, b_{i-1}, another image's
-    local), in one batch: ([B], [B]). `frozen`: no gradient reaches the critic's parameters
-    and its BatchNorm running statistics are left alone."""
-    pairs = torch.cat([torch.cat([a, b], dim=1), torch.cat([a, b.roll(1, dims=0)], dim=1)])
+def _scores(model: nn.Module, pairs: torch.Tensor, frozen: bool) -> torch.Tensor:
+    """r on each row of `pairs`; `frozen`: no gradient reaches the critic's parameters and its
+    BatchNorm running statistics are left alone."""
     if not frozen:
-        scores = model(pairs).squeeze(1)
-    else:
-        held = {name: p.detach() for name, p in model.named_parameters()}
-        buffers = {name: b.clone() for name, b in model.named_buffers()}
-        scores = torch.func.functional_call(model, held | buffers, (pairs,)).squeeze(1)
-    return scores.chunk(2)
+        return model(pairs).squeeze(1)
+    held = {name: p.detach() for name, p in model.named_parameters()}
+    buffers = {name: b.clone() for name, b in model.named_buffers()}
+    return torch.func.functional_call(model, held | buffers, (pairs,)).squeeze(1)
 
 
-def critic_terms(model: nn.Module, local1: torch.Tensor, local2: torch.Tensor):
-    """Omega (trains the critic: its inputs are detached) and L_ll = E_pos f (trains the
-    encoder: the critic's weights are held)."""
-    positive, negative = affinity(model, local1.detach(), local2.detach())
-    return positive.mean() - negative.mean(), affinity(model, local1, local2, frozen=True)[0].mean()
+def critic_terms(model: nn.Module, local1: torch.Tensor, local2: torch.Tensor, noise: float):
+    """(the critic's logistic loss on detached inputs, L_ll for the encoder with the critic held)."""
+    a, b = local1.detach(), local2.detach()
+    std = noise / a.shape[1] ** 0.5
+    noise_a, noise_b = std * torch.randn_like(a), std * torch.randn_like(b)
+    pairs = torch.cat([torch.cat([a + noise_a, b + noise_b], 1), torch.cat([b + noise_a, a + noise_b], 1),
+                       torch.cat([a, b.roll(1, dims=0)], 1), torch.cat([b, a.roll(1, dims=0)], 1)])
+    positive_12, positive_21, negative_12, negative_21 = _scores(model, pairs, frozen=False).chunk(4)
+    critic_loss = (0.5 * F.softplus(-positive_12) + 0.5 * F.softplus(-positive_21)
+                   + 0.5 * F.softplus(negative_12) + 0.5 * F.softplus(negative_21)).mean()
+    local_local = F.softplus(_scores(model, torch.cat([local1, local2], 1), frozen=True)).mean()
+    return critic_loss, local_local
 
 
 @dataclass
@@ -100,7 +107,7 @@ class SplitLoss:
 
 
 def clipped_backward(method: nn.Module, loss: SplitLoss | torch.Tensor) -> None:
-    """Official LoGo: the L_ll gradient, clipped to clip_ratio x |grad of the main loss|.
+    """Official LoGo: the L_ll gradient, clipped to clip_ratio x |the encoder's main gradient|.
     Gradients are averaged over ranks here (DDP cannot see torch.autograd.grad)."""
     if isinstance(loss, torch.Tensor):  # ll_mode "lambda": one loss, DDP averages
         loss.backward()
@@ -110,10 +117,13 @@ def clipped_backward(method: nn.Module, loss: SplitLoss | torch.Tensor) -> None:
     main_grads = torch.autograd.grad(main, parameters, retain_graph=True, allow_unused=True)
     ll_grads = torch.autograd.grad(local_local, parameters, allow_unused=True)
 
-    def norm(grads):
-        return torch.sqrt(sum((g.float() ** 2).sum() for g in grads if g is not None))
+    critic = {id(p) for p in method.critic.parameters()}
 
-    scale = torch.clamp(method.clip_ratio * norm(main_grads) / (norm(ll_grads) + 1e-12), max=1.0)
+    def encoder_norm(grads):  # the encoder's gradient, as the official clip_grad_norm_ over encoder_q
+        return torch.sqrt(sum((g.float() ** 2).sum() for p, g in zip(parameters, grads)
+                              if g is not None and id(p) not in critic))
+
+    scale = torch.clamp(method.clip_ratio * encoder_norm(main_grads) / (encoder_norm(ll_grads) + 1e-12), max=1.0)
     world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
     for p, gm, gl in zip(parameters, main_grads, ll_grads):
         grad = torch.zeros_like(p) if gm is None else gm.clone()
@@ -133,13 +143,14 @@ def _finish(method: nn.Module, main: torch.Tensor, local_local: torch.Tensor, me
 
 class LoGo(Method):
     def __init__(self, arch, dim, hidden, queue, momentum, temperature, ll_mode, clip_ratio, ll_weight, critic_hidden,
-                 critic_layers, critic_output="sigmoid"):
+                 critic_layers, critic_noise):
         super().__init__()
         if ll_mode not in ("clip", "lambda"):
             raise ValueError(f"ll_mode {ll_mode!r}: 'clip' (official code) or 'lambda' (paper)")
         self.encoder = MomentumEncoder(arch, dim, hidden, momentum)
         self.backbone = self.encoder.backbone
-        self.critic = critic(dim, critic_hidden, critic_layers, critic_output)
+        self.critic = critic(dim, critic_hidden, critic_layers)
+        self.critic_noise = critic_noise
         self.queue = KeyQueue(queue, dim)
         self.temperature, self.ll_mode, self.clip_ratio, self.ll_weight = temperature, ll_mode, clip_ratio, ll_weight
         self.averages_own_gradients = ll_mode == "clip"
@@ -153,11 +164,12 @@ class LoGo(Method):
         t = self.temperature
         global_global = info_nce(g[0], k[1], negatives, t) + info_nce(g[1], k[0], negatives, t)
         local_global = sum(info_nce(lj, ki, negatives, t) for lj in l for ki in k)
-        omega, local_local = critic_terms(self.critic, l[0], l[1])  # the encoder pushes locals apart
-        self.queue.push(k[0])
-        main = global_global + local_global - omega  # -omega trains the critic only (inputs detached)
-        metrics = {"loss_gg": global_global.detach(), "loss_lg": local_global.detach(), "omega": omega.detach(),
-                   "loss_ll": local_local.detach()}
+        critic_loss, local_local = critic_terms(self.critic, l[0], l[1], self.critic_noise)
+        self.queue.push(torch.cat(k))
+        # the critic's loss reaches only the critic (its inputs are detached)
+        main = (global_global + local_global) / 6 + critic_loss
+        metrics = {"loss_gg": global_global.detach(), "loss_lg": local_global.detach(),
+                   "loss_critic": critic_loss.detach(), "loss_ll": local_local.detach()}
         return _finish(self, main, local_local, metrics)
 
     def after_step(self, step: int, total_steps: int) -> None:
@@ -171,7 +183,7 @@ class LoGoSimSiam(Method):
     """LoGo on SimSiam: SimSiam's projector/predictor, no momentum network, no queue."""
 
     def __init__(self, arch, dim, predictor_hidden, ll_mode, clip_ratio, ll_weight, critic_hidden, critic_layers,
-                 critic_output="sigmoid", fixed_predictor_lr=True):
+                 critic_noise, fixed_predictor_lr=True):
         super().__init__()
         if ll_mode not in ("clip", "lambda"):
             raise ValueError(f"ll_mode {ll_mode!r}: 'clip' (official code) or 'lambda' (paper)")
@@ -179,7 +191,8 @@ class LoGoSimSiam(Method):
         self.projector = mlp([self.backbone.dim, dim, dim, dim], last_batch_norm=True, last_affine=False)
         self.predictor = mlp([dim, predictor_hidden, dim])
         self.fixed_lr_modules = (self.predictor,) if fixed_predictor_lr else ()
-        self.critic = critic(dim, critic_hidden, critic_layers, critic_output)
+        self.critic = critic(dim, critic_hidden, critic_layers)
+        self.critic_noise = critic_noise
         self.ll_mode, self.clip_ratio, self.ll_weight = ll_mode, clip_ratio, ll_weight
         self.averages_own_gradients = ll_mode == "clip"
 
@@ -189,10 +202,11 @@ class LoGoSimSiam(Method):
         p_g, p_l = [self.predictor(z) for z in z_g], [self.predictor(z) for z in z_l]
         global_global = negative_cosine(p_g[0], z_g[1]) / 2 + negative_cosine(p_g[1], z_g[0]) / 2
         local_global = sum(negative_cosine(p, z) / 2 for p in p_l for z in z_g)
-        omega, local_local = critic_terms(self.critic, F.normalize(z_l[0], dim=1), F.normalize(z_l[1], dim=1))
-        metrics = {"loss_gg": global_global.detach(), "loss_lg": local_global.detach(), "omega": omega.detach(),
-                   "loss_ll": local_local.detach()}
-        return _finish(self, global_global + local_global - omega, local_local, metrics)
+        critic_loss, local_local = critic_terms(self.critic, F.normalize(z_l[0], dim=1), F.normalize(z_l[1], dim=1),
+                                                self.critic_noise)
+        metrics = {"loss_gg": global_global.detach(), "loss_lg": local_global.detach(),
+                   "loss_critic": critic_loss.detach(), "loss_ll": local_local.detach()}
+        return _finish(self, global_global + local_global + critic_loss, local_local, metrics)
 
     def backward(self, loss: SplitLoss | torch.Tensor) -> None:
         clipped_backward(self, loss)
