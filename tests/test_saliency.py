@@ -28,6 +28,11 @@ def planted(blobs, size=20, channels=64, noise=0.3, seed=0):
     return features
 
 
+def halfway(saliency):
+    """Cells above half of the map's range: the rule the affinity measurement was made with."""
+    return saliency > (saliency.min() + saliency.max()) / 2
+
+
 def iou(mask, rows, cols):
     plant = torch.zeros_like(mask)
     plant[rows, cols] = True
@@ -39,7 +44,7 @@ def test_planted_blob_mask_box_and_score(rule):
     rows, cols = slice(4, 10), slice(5, 12)
     features = planted([(rows, cols, 1.0)])[None]
     saliency = ncut_saliency(features, rule=rule)
-    assert saliency.shape == (1, 20, 20) and saliency.min() == 0 and saliency.max() == 1
+    assert saliency.shape == (1, 20, 20) and saliency.max() > 0 and saliency.min() < 0  # Y itself, oriented
     assert iou(saliency[0] > saliency[0].mean(), rows, cols) >= 0.9
     boxes, scores, counts = saliency_regions(saliency, torch.tensor([[480, 640]]))
     assert counts.tolist() == [1] and scores[0, 0] == 1.0
@@ -65,8 +70,8 @@ def test_affinity_rule_measurement():
     rows, cols = slice(5, 11), slice(6, 13)
 
     def mean_iou(rule, transform, noise):
-        return float(np.mean([iou(ncut_saliency(transform(planted([(rows, cols, 1.0)], noise=noise, seed=s))[None],
-                                                rule=rule)[0] > 0.5, rows, cols) for s in range(5)]))
+        return float(np.mean([iou(halfway(ncut_saliency(transform(planted([(rows, cols, 1.0)], noise=noise, seed=s))[None],
+                                                        rule=rule)[0]), rows, cols) for s in range(5)]))
 
     signed = {rule: mean_iou(rule, lambda f: f, 1.0) for rule in ("tokencut", "clamp")}
     assert signed["tokencut"] >= signed["clamp"] and signed["tokencut"] >= 0.9, signed
@@ -98,6 +103,25 @@ def test_sign_rule_and_threshold():
     saliency[0, 5, 5] = 1.0  # 1 cell: dropped by min_cells
     boxes, scores, counts = saliency_regions(saliency, torch.tensor([[6, 6]]), min_cells=4)
     assert counts.tolist() == [1] and boxes[0, 0].tolist() == [0, 0, 2, 2]
+
+
+def test_region_score_is_eq_5_on_the_partition_vector_itself():
+    """S = Y (SGCL, section 3.1), and P = max(S[B]) / max(S) on it: a min-max rescale first
+    would raise a weak region's score (here 0.25 -> 0.5)."""
+    features = planted([(slice(2, 7), slice(2, 8), 1.0)], noise=0.2)[None]
+    y = orient(fiedler_vectors(affinity(features.float(), "clamp")))
+    assert torch.allclose(ncut_saliency(features).reshape(1, -1), y)
+    saliency = torch.full((1, 8, 8), -1.0)
+    saliency[0, :2, :2] = 2.0  # the strongest region
+    saliency[0, 5:7, 5:7] = 0.5  # a weak one: P = 0.5 / 2
+    saliency[0, 0, 6:8] = torch.tensor([0.6, 0.6])  # too small for min_cells, but above the mean
+    _, scores, counts = saliency_regions(saliency, torch.tensor([[8, 8]]), min_cells=4)
+    assert counts.tolist() == [2] and scores[0, :2].tolist() == [1.0, 0.25]
+    below_zero = torch.full((1, 8, 8), -4.0)
+    below_zero[0, :2, :2] = 1.0
+    below_zero[0, 5:7, 5:7] = -0.5  # above the mean (-3.4), below zero: Eq. 5 would be negative
+    _, scores, counts = saliency_regions(below_zero, torch.tensor([[8, 8]]), min_cells=4)
+    assert counts.tolist() == [2] and scores[0, :2].tolist() == [1.0, 0.0]
 
 
 def test_flat_feature_map_gives_no_region():

@@ -53,16 +53,16 @@ def orient(y: torch.Tensor) -> torch.Tensor:
 
 
 def ncut_saliency(features: torch.Tensor, rule: str = "clamp", tau: float = 0.2) -> torch.Tensor:
-    """[B, C, h, w] -> S [B, h, w] in [0, 1], foreground high.
+    """[B, C, h, w] -> S [B, h, w], foreground high: S = Y, the partition vector itself (SGCL:
+    "S = Y"), not rescaled, so Eq. 5's score max(S[B]) / max(S) is the paper's. Its largest
+    value is positive (`orient`); display code rescales it for itself.
 
     A flat feature map (every edge the same weight) has no cut: its S is all zeros, so it
     yields no region and the views fall back to random crops.
     """
     b, _, h, w = features.shape
     edges = affinity(features, rule, tau)
-    y = orient(fiedler_vectors(edges))
-    low, high = y.min(-1, keepdim=True).values, y.max(-1, keepdim=True).values
-    saliency = (y - low) / (high - low).clamp_min(1e-12)
+    saliency = orient(fiedler_vectors(edges))
     flat = (edges.amax((1, 2)) - edges.amin((1, 2))) < 1e-6
     saliency[flat] = 0.0
     return saliency.reshape(b, h, w)

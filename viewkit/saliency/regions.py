@@ -4,7 +4,9 @@ Threshold each map at its mean; connected components of the mask (scikit-image
 `measure.label`, 8-connectivity: choice, the paper does not say; diagonal cells of one
 object stay one region); drop components of fewer than `min_cells` cells; each region's
 box is its cell bounding box mapped to source pixels; its score P = max(S in region) /
-max(S). Strongest first, at most top_k.
+max(S) on S as given (for Ncut maps S = Y, as the paper). Strongest first, at most top_k:
+choice, the paper keeps every region; top_k (8) bounds the store's width, and a scene
+image rarely has more above-mean components of min_cells cells.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ def label_components(mask: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
 
 
 def saliency_regions(saliency: torch.Tensor, image_sizes: torch.Tensor, min_cells: int = 4, top_k: int = 8):
-    """S [B, h, w] in [0, 1], image_sizes [B, 2] (height, width) ->
+    """S [B, h, w] with a positive maximum, image_sizes [B, 2] (height, width) ->
     boxes [B, K, 4] (x0, y0, x1, y1 source pixels, strongest first), scores [B, K], counts [B]."""
     b, h, w = saliency.shape
     mask = saliency > saliency.mean((1, 2), keepdim=True)
@@ -53,7 +55,9 @@ def saliency_regions(saliency: torch.Tensor, image_sizes: torch.Tensor, min_cell
     col0, col1 = segment_reduce(cols, segment, total, "amin"), segment_reduce(cols, segment, total, "amax")
     owner = segment_reduce(image_of.float(), segment, total, "amax").long()
     max_saliency = saliency.reshape(b, -1).amax(-1).clamp_min(1e-12)
-    region_score = peak / max_saliency[owner]
+    # choice: a region above a negative mean can peak below zero, where Eq. 5 gives a negative
+    # score (and P^gamma no number): such regions score 0, never drawn
+    region_score = (peak / max_saliency[owner]).clamp(0.0, 1.0)
     heights, widths = image_sizes[owner, 0].float(), image_sizes[owner, 1].float()
     region_boxes = torch.stack([col0 * widths / w, row0 * heights / h, (col1 + 1) * widths / w,
                                 (row1 + 1) * heights / h], -1)

@@ -9,9 +9,15 @@ regions drawn by saliency score P (viewkit's `saliency` views: crops B'_i, B''_i
 Target EMA 0.99 -> 1. Regions come from the SaliencyStore the trainer refreshes every
 `saliency_interval` epochs (random crops before the first refresh).
 
+Region scores P follow Eq. 5 on S = Y, the Ncut partition vector itself (viewkit/saliency);
+the store keeps each image's 8 strongest regions (the paper keeps all: choice, a fixed
+store width), and the views draw t of them by P.
+
 choices: the queue holds L2-normalised target projections of B''_i (t x B a step, 65,536
 by default) and L_inter is 0 until it holds l entries; per-image terms are averaged over
-the batch; the predictions are symmetrised as in BYOL's Eq. 3.
+the batch; L in L_intra is BYOL's symmetrised loss (its Eq. 3: both directions), while
+L_inter's Eq. 10 has one direction, so Eq. 11 weighs intra : inter as 2 : 1 per region
+pair; we read the paper's L as BYOL's own loss and keep it.
 
 On SimCLR (`base: simclr`; the paper's "Extension to other frameworks", +3.2 mAP on VOC07,
 given without equations): one encoder, no predictor or target, and L SimCLR's NT-Xent.
