@@ -85,6 +85,27 @@ def boundary_rows() -> list[str]:
     return rows
 
 
+def saliency_rows() -> list[str]:
+    rows = ["| file | arch | device | px | images | images/s | overlap speed-up | regions per image | machine |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, r in _lines("*.jsonl"):
+        if r.get("saliency") is True:
+            rows.append(f"| {name} | {r['arch']} | {r['device']} | {r['resolution']} | {r['images']} | "
+                        f"{r['images_per_s']:.0f} | {r['overlap_speedup']:.2f} | {r['mean_regions']:.2f} | {_machine(r)} |")
+    return rows
+
+
+def gpu_learning_rows() -> list[str]:
+    rows = ["| file | method | schedule | epochs | minutes | kNN top-1 | random-init kNN | linear top-1 | "
+            "random-init linear | runs side by side |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, r in _lines("*.jsonl"):
+        if r.get("stage") == "learning":
+            rows.append(f"| {name} | {r['method']} | {r['schedule']} | {r['epochs']} | {r['minutes']} | "
+                        f"{r['knn_top1']:.3f} | {r['random_init_knn_top1']:.3f} | {r['linear_top1']:.3f} | "
+                        f"{r['random_init_linear_top1']:.3f} | {r['side_by_side_runs']} |")
+    return rows
+
+
 def render() -> str:
     parts = [
         "# Benchmarks",
@@ -113,6 +134,19 @@ def render() -> str:
         "one batch held in memory.",
         "",
         *stall_rows(),
+        "",
+        "## Saliency refresh (SGCL step 1)",
+        "",
+        "`viewkit bench SHARDS --saliency --arch A --resolution R --json ...`: a refresh with the CPU labelling "
+        "overlapped with the next batch's features, against the same work in sequence.",
+        "",
+        *saliency_rows(),
+        "",
+        "## Learning checks on a GPU",
+        "",
+        "The CPU learning configs run on a GPU, several side by side (`docs/results.md` holds the CPU runs).",
+        "",
+        *gpu_learning_rows(),
         "",
         "## Shard checksums at loader start",
         "",

@@ -424,6 +424,22 @@ def test_sgcl_refreshes_its_saliency_store_while_training(embedded_shards, tmp_p
     assert ckpt.load(tmp_path / "run" / "checkpoint-last.pt")["saliency_store"]["version"] == 1
 
 
+def test_a_config_derives_from_its_base_entry_by_entry(tmp_path):
+    (tmp_path / "paper.yaml").write_text("method: moco_v2\nmethod_options: {queue: 65536, dim: 128}\nepochs: 200\n"
+                                         "recipe_overrides: {global_size: 224}\n")
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "small.yaml").write_text("base: ../paper.yaml\nmethod_options: {queue: 2048}\nepochs: 10\n")
+    config = load_config(tmp_path / "cpu" / "small.yaml", ["method_options.dim=64"])
+    assert config.method_options == {"queue": 2048, "dim": 64} and config.epochs == 10
+    assert config.recipe_overrides == {"global_size": 224} and config.method == "moco_v2"
+    (tmp_path / "loop.yaml").write_text("base: loop.yaml\nepochs: 1\n")
+    with pytest.raises(ValueError, match="loop.yaml leads back to itself"):
+        load_config(tmp_path / "loop.yaml")
+    (tmp_path / "lost.yaml").write_text("base: nowhere.yaml\n")
+    with pytest.raises(ValueError, match="lost.yaml: base: .*nowhere.yaml is not a file"):
+        load_config(tmp_path / "lost.yaml")
+
+
 @pytest.mark.parametrize("folder", ["configs", "configs/cpu"])
 def test_every_method_has_a_config_that_builds(folder):
     """Each shipped YAML names a method, options it takes and a recipe that compiles its overrides."""

@@ -127,11 +127,37 @@ def _check_types(data: dict, where: str) -> None:
             raise ValueError(f"{where}: {f.name}={value!r} must be {said}")
 
 
-def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
-    """YAML file, then `key=value` overrides (`method_options.queue=4096` reaches into dicts)."""
-    data = yaml.safe_load(Path(path).read_text()) if path else {}
+MERGED = ("method_options", "recipe_overrides", "loader_options")  # a derived config changes single entries
+
+
+def read_yaml_config(path: str | Path, seen: tuple = ()) -> dict:
+    """A config file's keys; `base: OTHER.yaml` (relative to the file) gives the keys it does
+    not set, and the entries of its mappings (method_options, recipe_overrides,
+    loader_options) that it does not set."""
+    path = Path(path)
+    data = yaml.safe_load(path.read_text())
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a config is a YAML mapping of keys to values, this file holds {type(data).__name__}")
+    if "base" not in data:
+        return data
+    base_path = (path.parent / str(data.pop("base"))).resolve()
+    if base_path in seen:
+        raise ValueError(f"{path}: base: {base_path} leads back to itself")
+    if not base_path.is_file():
+        raise ValueError(f"{path}: base: {base_path} is not a file")
+    merged = read_yaml_config(base_path, seen + (path.resolve(),))
+    for key, value in data.items():
+        if key in MERGED and isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merged[key] | value
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
+    """YAML file (with its `base:` chain), then `key=value` overrides (`method_options.queue=4096`
+    reaches into dicts)."""
+    data = read_yaml_config(path) if path else {}
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     for key in data:
         if key not in names:
