@@ -76,14 +76,7 @@ class Run:
 
 def start_run(config: TrainConfig, data: str, out: str | Path, resume: bool = False) -> Run:
     out = Path(out)
-    if config.device == "gpu" and not torch.cuda.is_available():
-        raise ValueError("device: gpu, and torch sees no CUDA GPU; device=cpu precision=fp32 runs the same "
-                         "config on the CPU")
-    if config.knn_every:  # found now, not after the first epochs
-        open_labelled_pair(config.knn_train, config.knn_val, "the kNN monitor (knn_train, knn_val)")
-    checkpoint = out / "checkpoint-last.pt"
-    if not resume and checkpoint.exists():  # its metrics and checkpoints would mix with this run's
-        raise ValueError(f"{out}: holds a run already (checkpoint-last.pt); --resume continues it, or give another --out")
+    _refuse_early(config, out, resume)
     rank, world = setup_distributed(config.device)
     if config.batch_size % world:
         raise ValueError(f"batch_size {config.batch_size} does not split over {world} ranks")
@@ -94,19 +87,9 @@ def start_run(config: TrainConfig, data: str, out: str | Path, resume: bool = Fa
     loader = ViewLoader(data, recipe, config.batch_size // world, device=config.device, seed=config.seed,
                         drop_last=True, rank=rank, world_size=world, threads=config.threads,
                         verify_checksums=config.verify_checksums, **config.loader_options)
-    method = build_method(config.method, config.arch, config.method_options).to(device)
-    if config.channels_last:
-        method = method.to(memory_format=torch.channels_last)
-    if world > 1 and config.sync_bn:
-        method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
-    forward = method
-    if world > 1 and method.averages_own_gradients:
-        for tensor in list(method.parameters()) + list(method.buffers()):
-            dist.broadcast(tensor.data, 0)  # the same start on every rank; its backward averages the gradients
-    elif world > 1:
-        forward = torch.nn.parallel.DistributedDataParallel(method, device_ids=[device.index] if device.type == "cuda" else None)
-    forward = torch.compile(forward) if config.compile else forward
+    method, forward = _place_method(config, world, device)
     run = Run(config, data, out, rank, world, device, method, forward, make_optimizer(config, method), loader, None)
+    checkpoint = out / "checkpoint-last.pt"
     if resume and checkpoint.exists():
         _restore(run, ckpt.load(checkpoint, needs=RESUME_NEEDS))
     elif resume and run.is_main:
@@ -118,6 +101,34 @@ def start_run(config: TrainConfig, data: str, out: str | Path, resume: bool = Fa
               f"{run.steps_per_epoch} steps/epoch x {config.epochs} epochs, {world} rank(s), "
               f"{'bf16' if run.autocast else 'fp32'}, views {config.recipe_name}")
     return run
+
+
+def _refuse_early(config: TrainConfig, out: Path, resume: bool) -> None:
+    """What would fail later, said before any work."""
+    if config.device == "gpu" and not torch.cuda.is_available():
+        raise ValueError("device: gpu, and torch sees no CUDA GPU; device=cpu precision=fp32 runs the same "
+                         "config on the CPU")
+    if config.knn_every:
+        open_labelled_pair(config.knn_train, config.knn_val, "the kNN monitor (knn_train, knn_val)")
+    if not resume and (out / "checkpoint-last.pt").exists():  # its metrics and checkpoints would mix with this run's
+        raise ValueError(f"{out}: holds a run already (checkpoint-last.pt); --resume continues it, or give another --out")
+
+
+def _place_method(config: TrainConfig, world: int, device: torch.device) -> tuple[Method, Callable]:
+    """The method on its device, and what computes its loss: inside DDP over ranks (unless it
+    averages its own gradients) and torch.compile when asked."""
+    method = build_method(config.method, config.arch, config.method_options).to(device)
+    if config.channels_last:
+        method = method.to(memory_format=torch.channels_last)
+    if world > 1 and config.sync_bn:
+        method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
+    forward = method
+    if world > 1 and method.averages_own_gradients:
+        for tensor in list(method.parameters()) + list(method.buffers()):
+            dist.broadcast(tensor.data, 0)  # the same start on every rank; its backward averages the gradients
+    elif world > 1:
+        forward = torch.nn.parallel.DistributedDataParallel(method, device_ids=[device.index] if device.type == "cuda" else None)
+    return method, torch.compile(forward) if config.compile else forward
 
 
 def _restore(run: Run, state: dict) -> None:
