@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU figures of docs/results.md, on one GPU machine, stage by stage:
+# The GPU figures of docs/benchmarks.md, on one GPU machine, stage by stage:
 #
 #   bash benchmarks/gpu_figures.sh shards   IMAGENET_SRC WORK     # WORK/in200, WORK/in2k, WORK/in10k
 #   bash benchmarks/gpu_figures.sh smoke    WORK OUT              # every GPU path once, tiny
@@ -16,7 +16,8 @@
 # decoding work, are the real images'. Each stage writes OUT/<stage>.log and OUT/<stage>.json
 # (one JSON object per line; learning: a metrics file per method) and skips what would not
 # finish inside SECONDS (default 540), saying so in the log, so that a time-limited machine
-# returns what it measured. docs/results.md ("GPU figures") says how it ran on a lent H100.
+# returns what it measured. Append the JSON lines to docs/measurements/ and render docs/benchmarks.md
+# (benchmarks/render_measurements.py); docs/measurements/h100-2026-11-25.jsonl is one such run.
 set -uo pipefail
 stage=$1
 device=${VIEWKIT_BENCH_DEVICE:-gpu}  # cpu: a dry run of this script on a machine without one

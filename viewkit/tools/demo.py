@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"kNN top-1 on the held-out scenes: pretrained {trained:.3f}, random init {untrained:.3f}")
         if trained <= untrained:
             print("  (on these scenes short CPU pretraining does not beat random init at reading the main object's "
-                  "shape, 30 epochs included; docs/results.md has the measurements, and the Imagenette runs where it does)")
+                  "shape; docs/results.md has the Imagenette runs, where it does)")
     print(f"demo finished in {time.perf_counter() - started:.1f} s")
     print(f"  source images + COCO annotations: {out / 'source'}")
     print(f"  shards:                           {out / 'shards'}")
