@@ -9,7 +9,6 @@ import pytest
 import torch
 from scipy.linalg import eigh
 
-from tests.conftest import shared
 from viewkit.saliency import SaliencyStore, ncut_saliency, saliency_regions
 from viewkit.saliency.ncut import affinity, fiedler_vectors, orient
 from viewkit.saliency.scatter import segment_reduce
@@ -163,16 +162,16 @@ def test_store_round_trip_and_atomic_replace(tmp_path):
     assert not (tmp_path / "store.v1").exists()
 
 
-def test_gt_source_equals_pycocotools(coco_shards):
+def test_gt_source_equals_pycocotools(coco_source, coco_source_shards):
     from pycocotools.coco import COCO
     import json
     import webdataset as wds
 
     from viewkit.shards import format as fmt
 
-    src = shared("coco-tiny")
+    coco_shards = coco_source_shards
     with contextlib.redirect_stdout(io.StringIO()):
-        coco = COCO(str(src / "annotations" / "instances_train2017.json"))
+        coco = COCO(str(coco_source[1]))
     boxes, scores, counts = gt_regions(coco_shards, top_k=50)
     manifest = fmt.read_manifest(coco_shards)
     for sample in wds.WebDataset([str(coco_shards / s["tar"]) for s in manifest["shards"]], shardshuffle=False):

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import webdataset as wds
 
-from tests.conftest import shared
 from viewkit.shards import format as fmt
 from viewkit.shards import sources
 from viewkit.shards.writer import ShardOptions, write_dataset
@@ -21,8 +20,8 @@ def read_samples(root: Path) -> list[dict]:
     return list(wds.WebDataset(urls, shardshuffle=False))
 
 
-def test_counts_labels_and_classes(imagenet_shards):
-    src = shared("imagenet-sample") / "train"
+def test_counts_labels_and_classes(imagenet_source, imagenet_shards):
+    src = imagenet_source / "train"
     manifest = fmt.read_manifest(imagenet_shards)
     wnids = sorted(p.name for p in src.iterdir())
     assert manifest["num_samples"] == 200 and manifest["num_rejected"] == 0
@@ -48,8 +47,8 @@ def test_globally_shuffled_equal_shards(imagenet_shards):
     assert max(labels[:48]) - min(labels[:48]) > 150
 
 
-def test_passthrough_bytes_are_untouched(imagenet_shards):
-    src = shared("imagenet-sample")
+def test_passthrough_bytes_are_untouched(imagenet_source, imagenet_shards):
+    src = imagenet_source
     passed = 0
     for sample in read_samples(imagenet_shards):
         meta = json.loads(sample["json"])
@@ -68,8 +67,8 @@ def test_index_files_equal_wds2idx(imagenet_shards, tmp_path):
         assert theirs.read_bytes() == (imagenet_shards / shard["index"]).read_bytes()
 
 
-def test_same_seed_same_bytes_other_seed_other_order(tmp_path):
-    listing = sources.imagenet_items(shared("imagenet-sample"), "train")
+def test_same_seed_same_bytes_other_seed_other_order(imagenet_source, tmp_path):
+    listing = sources.imagenet_items(imagenet_source, "train")
     runs = {}
     for name, seed, workers in (("a", 0, 1), ("b", 0, 2), ("c", 1, 2)):
         write_dataset(listing, tmp_path / name, split="train", options=ShardOptions(shard_samples=64, seed=seed, workers=workers), progress=False)
@@ -106,9 +105,9 @@ def test_dali_reads_the_shards(imagenet_shards):
     assert labels == [by_id[i] for i in ids]
 
 
-def write_flat_val(tmp_path: Path, label_format: str) -> Path:
+def write_flat_val(source: Path, tmp_path: Path, label_format: str) -> Path:
     """A flat ImageNet val folder made from the sample images, with a label file."""
-    src = shared("imagenet-sample") / "train"
+    src = source / "train"
     root = tmp_path / "imagenet"
     (root / "val").mkdir(parents=True)
     wnids = sorted(p.name for p in src.iterdir())[:5]
@@ -130,8 +129,8 @@ def write_flat_val(tmp_path: Path, label_format: str) -> Path:
 
 
 @pytest.mark.parametrize("label_format", ["csv", "txt"])
-def test_flat_val_with_label_file(tmp_path, label_format):
-    root = write_flat_val(tmp_path, label_format)
+def test_flat_val_with_label_file(imagenet_source, tmp_path, label_format):
+    root = write_flat_val(imagenet_source, tmp_path, label_format)
     labels = str(root / "val.txt") if label_format == "txt" else None
     listing = sources.imagenet_items(root, "val", labels)
     assert [(Path(i.rel).stem[-1], i.label, i.class_name.startswith("name of n")) for i in listing.items] == [
@@ -139,7 +138,7 @@ def test_flat_val_with_label_file(tmp_path, label_format):
     assert [c["name"] for c in listing.classes] == [f"name of {c['id']}" for c in listing.classes]
 
 
-def test_flat_val_without_labels_is_a_clear_error(tmp_path):
-    root = write_flat_val(tmp_path, "txt")
+def test_flat_val_without_labels_is_a_clear_error(imagenet_source, tmp_path):
+    root = write_flat_val(imagenet_source, tmp_path, "txt")
     with pytest.raises(FileNotFoundError, match="--labels"):
         sources.imagenet_items(root, "val")
