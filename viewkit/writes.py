@@ -18,7 +18,8 @@ def system_error(error: BaseException) -> OSError | None:
         if isinstance(error, OSError):
             return error
         seen.add(id(error))
-        error = error.__cause__ or error.__context__
+        # `raise ... from None` hides its context: that error was answered, not caused
+        error = error.__cause__ if error.__cause__ is not None or error.__suppress_context__ else error.__context__
     return None
 
 

@@ -14,10 +14,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from viewkit.shards import format as fmt
-from viewkit.shards.samples import in_order, prepare_tasks, sample_components
+from viewkit.shards.samples import in_order, prepare_tasks, write_one_shard
 from viewkit.shards.sources import SourceListing
-from viewkit.shards.tarwriter import ShardWriter
 
 
 def repair_shards(listing: SourceListing, out: Path, manifest: dict, options, damaged: list[tuple[int, str]],
@@ -41,18 +39,8 @@ def repair_shards(listing: SourceListing, out: Path, manifest: dict, options, da
 def _rewrite(listing: SourceListing, out: Path, shard: dict, order: list[int], options, pool, workers: int) -> None:
     start, end = shard["inputs"]
     tasks = prepare_tasks(listing, order[start:end], options)
-    writer = ShardWriter(out / shard["tar"])
-    sample_id = shard["first_id"]
-    try:
-        for item_index, prepared in zip(order[start:end], in_order(pool, tasks, window=4 * workers)):
-            components = prepared.rejection or sample_components(sample_id, listing.items[item_index], prepared)
-            if not isinstance(components, str):
-                writer.add_sample(fmt.sample_key(sample_id), components)
-                sample_id += 1
-    except BaseException:
-        writer.abort()
-        raise
-    record = writer.finish()
+    record, _ = write_one_shard(listing, out / shard["tar"], order[start:end], shard["first_id"],
+                                in_order(pool, tasks, window=4 * workers))
     if (record["sha256"], record["index_sha256"]) != (shard["sha256"], shard["index_sha256"]):
         for name in (record["tar"], record["index"]):
             (out / name).unlink(missing_ok=True)

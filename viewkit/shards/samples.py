@@ -83,6 +83,28 @@ def sample_components(sample_id: int, item: SourceItem, prepared: Prepared) -> l
     ]
 
 
+def write_one_shard(listing, tar_path: Path, positions: list[int], first_id: int, prepared) -> tuple[dict, list[dict]]:
+    """The shard of the inputs `positions` (indices into listing.items, in the shuffled order),
+    sample ids from `first_id`, from their `prepared` results in the same order: (the tar's
+    record, the inputs rejected). The repair of one shard and a Ray task write with it."""
+    from viewkit.shards.tarwriter import ShardWriter
+
+    writer, sample_id, rejected = ShardWriter(tar_path), first_id, []
+    try:
+        for item_index, result in zip(positions, prepared):
+            item = listing.items[item_index]
+            components = result.rejection or sample_components(sample_id, item, result)
+            if isinstance(components, str):
+                rejected.append({"path": item.rel, "reason": components})
+            else:
+                writer.add_sample(fmt.sample_key(sample_id), components)
+                sample_id += 1
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.finish(), rejected
+
+
 def prepare_chunk(chunk: list[tuple[str, int | None, int, bool]]) -> list[Prepared]:
     return [prepare_file(task) for task in chunk]
 

@@ -126,8 +126,10 @@ def shuffled_order(count: int, seed: int) -> list[int]:
 
 def write_dataset(listing: SourceListing, out: str | os.PathLike, *, split: str, options: ShardOptions,
                   overwrite: bool = False, progress: bool = True, check_hashes: bool = False,
-                  after_shard=None) -> dict:
+                  after_shard=None, engine: str = "local", address: str | None = None) -> dict:
     """Shards `listing` into `out`; returns the manifest. `after_shard(record)` is a test hook.
+    `engine` "ray" writes the same bytes with the tasks of a Ray cluster (`address`, or a
+    local Ray), see viewkit.shards.ray_engine.
 
     A finished dataset of the same inputs and options is checked, not trusted: shards whose
     files are missing or differ (sizes and indices; tar hashes with `check_hashes`) are
@@ -154,58 +156,128 @@ def write_dataset(listing: SourceListing, out: str | os.PathLike, *, split: str,
 
             repair_shards(listing, out, manifest, options, damaged, progress=progress)
             return manifest | {"repaired": [f"{manifest['shards'][i]['tar']} ({why})" for i, why in damaged]}
+        if engine == "ray":
+            from viewkit.shards.ray_engine import write_shards_ray
+
+            job = start_job(listing, out, split, options, fingerprint)
+            trailing, started = write_shards_ray(job, progress, after_shard, address)
+            return finish_job(job, trailing, started)
+        if engine != "local":
+            raise ValueError(f"engine {engine!r}: local or ray")
         return write_shards(listing, out, split, options, fingerprint, progress, after_shard)
+
+
+@dataclass
+class ShardJob:
+    """A run of the writer: its plan (shard size, shuffled order) and the shards finished so
+    far, as the journal holds them. Both engines, local threads and Ray, work from one."""
+
+    listing: SourceListing
+    out: Path
+    split: str
+    options: ShardOptions
+    fingerprint: str
+    per_shard: int
+    order: list[int]
+    shards: list[dict]
+    rejected: list[dict]
+    position: int  # inputs (in shuffled order) consumed by the finished shards
+    next_id: int
+
+    @property
+    def prefix(self) -> str:
+        return self.split or "data"
+
+    @property
+    def journal(self) -> Path:
+        return self.out / JOURNAL_NAME
+
+    def record_shard(self, record: dict, shard_rejected: list[dict]) -> None:
+        """A finished shard into the journal, then into the job: a kill after this line keeps it."""
+        with writing(self.journal), open(self.journal, "a") as f:  # a torn last line is dropped on resume
+            f.write(json.dumps(record | {"next_input": record["inputs"][1], "rejected": shard_rejected}) + "\n")
+        self.shards.append(record)
+        self.rejected += shard_rejected
+        self.position = record["inputs"][1]
+        self.next_id = record["first_id"] + record["samples"]
+
+
+def start_job(listing: SourceListing, out: Path, split: str, options: ShardOptions, fingerprint: str) -> ShardJob:
+    """The plan, and the shards an earlier run of the same job finished (the caller holds the lock)."""
+    done = _read_journal(out, fingerprint)
+    job = ShardJob(listing, out, split, options, fingerprint, samples_per_shard(listing, options),
+                   shuffled_order(len(listing.items), options.seed), _shard_entries(done),
+                   [r for record in done for r in record["rejected"]], done[-1]["next_input"] if done else 0, 0)
+    job.next_id = sum(s["samples"] for s in job.shards)
+    with writing(job.journal), open(job.journal, "w") as f:  # rewritten: drops any torn or unverified tail
+        f.write(json.dumps({"fingerprint": fingerprint, "prefix": job.prefix}) + "\n")
+        for record in done:
+            f.write(json.dumps(record) + "\n")
+    return job
+
+
+def finish_job(job: ShardJob, trailing_rejected: list[dict], started: float) -> dict:
+    """rejected.jsonl and the manifest, written when every shard is; the journal goes."""
+    rejected = sorted(job.listing.rejected + job.rejected + trailing_rejected, key=lambda r: r["path"])
+    with writing(job.out / fmt.REJECTED_NAME), open(job.out / (fmt.REJECTED_NAME + ".tmp"), "w") as f:
+        f.writelines(json.dumps(r, sort_keys=True) + "\n" for r in rejected)
+    os.replace(job.out / (fmt.REJECTED_NAME + ".tmp"), job.out / fmt.REJECTED_NAME)
+    listing, options = job.listing, job.options
+    manifest = {
+        "format": fmt.FORMAT_NAME,
+        "version": fmt.FORMAT_VERSION,
+        "source": listing.kind,
+        "split": job.split,
+        "num_samples": job.next_id,
+        "num_inputs": len(listing.items) + len(listing.rejected),
+        "num_rejected": len(rejected),
+        "samples_per_shard": job.per_shard,
+        "classes": listing.classes,
+        "components": component_table(has_boxes=any(i.coco is not None for i in listing.items)),
+        "shards": job.shards,
+        "options": {k: v for k, v in asdict(options).items() if k != "workers"},
+        "fingerprint": job.fingerprint,
+    }
+    fmt.write_json_atomic(job.out / fmt.MANIFEST_NAME, manifest)
+    job.journal.unlink()
+    manifest["seconds"] = time.perf_counter() - started
+    return manifest
 
 
 def write_shards(listing, out, split, options, fingerprint, progress, after_shard) -> dict:
     """Every shard from the journal's end on, then the manifest (the caller holds the lock)."""
-    manifest_path = out / fmt.MANIFEST_NAME
-    per_shard = samples_per_shard(listing, options)
-    order = shuffled_order(len(listing.items), options.seed)
-    prefix = split or "data"
-    done = _read_journal(out, fingerprint)
-    journal = out / JOURNAL_NAME
-    with writing(journal), open(journal, "w") as f:  # rewritten: drops any torn or unverified tail
-        f.write(json.dumps({"fingerprint": fingerprint, "prefix": prefix}) + "\n")
-        for record in done:
-            f.write(json.dumps(record) + "\n")
-    shards = _shard_entries(done)
-    rejected = [r for record in done for r in record["rejected"]]
-    position = shard_start = done[-1]["next_input"] if done else 0
-    next_id = sum(s["samples"] for s in shards)
-
+    job = start_job(listing, out, split, options, fingerprint)
+    position = shard_start = job.position
+    next_id = job.next_id
     workers = options.workers or os.cpu_count() or 1
-    tasks = prepare_tasks(listing, order[position:], options)
+    tasks = prepare_tasks(listing, job.order[position:], options)
     # Threads, not processes: Pillow releases the GIL while decoding, converting and
     # encoding (measured: 2 threads convert as fast as 2 processes), and pass-through
     # bytes then need no pickling between processes (which halved throughput).
     pool = ThreadPoolExecutor(workers, thread_name_prefix="viewkit-shard")
     results = in_order(pool, tasks, window=4 * workers)
     started = time.perf_counter()
-    bar = tqdm(total=len(order), initial=position, unit="img", desc=f"shard {prefix}", disable=not progress)
+    bar = tqdm(total=len(job.order), initial=position, unit="img", desc=f"shard {job.prefix}", disable=not progress)
     writer, shard_rejected = None, []
     try:
         for position, prepared in enumerate(results, start=position + 1):
-            item = listing.items[order[position - 1]]
+            item = listing.items[job.order[position - 1]]
             components = prepared.rejection or sample_components(next_id, item, prepared)
             if isinstance(components, str):
                 shard_rejected.append({"path": item.rel, "reason": components})
             else:
                 if writer is None:
-                    writer = ShardWriter(out / f"{fmt.shard_name(prefix, len(shards))}.tar")
+                    writer = ShardWriter(out / f"{fmt.shard_name(job.prefix, len(job.shards))}.tar")
                     first_id = next_id
                 writer.add_sample(fmt.sample_key(next_id), components)
                 next_id += 1
             bar.update(1)
-            if writer is not None and (len(writer.samples) == per_shard or position == len(order)):
+            if writer is not None and (len(writer.samples) == job.per_shard or position == len(job.order)):
                 record = writer.finish() | {"first_id": first_id, "inputs": [shard_start, position]}
                 writer, shard_start = None, position
-                shards.append(record)
-                rejected += shard_rejected
-                with writing(journal), open(journal, "a") as f:  # a torn last line is dropped on resume
-                    f.write(json.dumps(record | {"next_input": position, "rejected": shard_rejected}) + "\n")
+                job.record_shard(record, shard_rejected)
                 shard_rejected = []
-                bar.set_postfix(shards=len(shards), rejected=len(rejected) + len(listing.rejected))
+                bar.set_postfix(shards=len(job.shards), rejected=len(job.rejected) + len(listing.rejected))
                 if after_shard is not None:
                     after_shard(record)
     except BaseException:
@@ -215,27 +287,4 @@ def write_shards(listing, out, split, options, fingerprint, progress, after_shar
     finally:
         bar.close()
         pool.shutdown(wait=True, cancel_futures=True)
-    rejected += shard_rejected
-    rejected = sorted(listing.rejected + rejected, key=lambda r: r["path"])
-    with writing(out / fmt.REJECTED_NAME), open(out / (fmt.REJECTED_NAME + ".tmp"), "w") as f:
-        f.writelines(json.dumps(r, sort_keys=True) + "\n" for r in rejected)
-    os.replace(out / (fmt.REJECTED_NAME + ".tmp"), out / fmt.REJECTED_NAME)
-    manifest = {
-        "format": fmt.FORMAT_NAME,
-        "version": fmt.FORMAT_VERSION,
-        "source": listing.kind,
-        "split": split,
-        "num_samples": next_id,
-        "num_inputs": len(listing.items) + len(listing.rejected),
-        "num_rejected": len(rejected),
-        "samples_per_shard": per_shard,
-        "classes": listing.classes,
-        "components": component_table(has_boxes=any(i.coco is not None for i in listing.items)),
-        "shards": shards,
-        "options": {k: v for k, v in asdict(options).items() if k != "workers"},
-        "fingerprint": fingerprint,
-    }
-    fmt.write_json_atomic(manifest_path, manifest)
-    journal.unlink()
-    manifest["seconds"] = time.perf_counter() - started
-    return manifest
+    return finish_job(job, shard_rejected, started)

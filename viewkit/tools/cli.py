@@ -76,11 +76,11 @@ def one_line(error: Exception, output: str | None) -> str | None:
     # Our own errors carry a message; the system's (no space left, read-only file system,
     # permission denied, not a directory) a path and a cause. A write the library did not
     # name (a log line, TensorBoard) failed under the command's output.
-    cause = system_error(error)
-    if isinstance(error, RuntimeError) and cause is None:
-        return None
-    if cause is None:
+    if isinstance(error, ValueError):
         return str(error)
+    cause = system_error(error)
+    if cause is None:  # a RuntimeError that no failed write caused
+        return None
     if cause.strerror and cause.filename:
         return f"{cause.filename}: {cause.strerror}"
     if cause.strerror and output:

@@ -45,7 +45,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shard-samples", type=int, help="samples per shard (overrides --shard-size)")
     parser.add_argument("--max-side", type=int, help="downscale images whose longest side is larger (re-encodes)")
     parser.add_argument("--quality", type=int, default=90, help="JPEG quality of re-encoded images (default 90)")
-    parser.add_argument("--workers", type=int, default=0, help="reading/converting threads (default: all cores)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="reading/converting threads (default: all cores); with --engine ray and no --address, "
+                             "the local Ray's CPUs")
+    parser.add_argument("--engine", choices=["local", "ray"], default="local",
+                        help="local: this machine's threads; ray: a Ray cluster's tasks, the same bytes "
+                             "(pip install 'viewkit[ray]')")
+    parser.add_argument("--address", help="with --engine ray: the cluster (auto, HOST:PORT); default: a local Ray")
     parser.add_argument("--seed", type=int, default=0, help="global shuffle seed (default 0)")
     parser.add_argument("--full-check", action="store_true",
                         help="also decode pass-through JPEGs while sharding (verify decodes all anyway)")
@@ -64,6 +70,8 @@ def build_args(argv: list[str]) -> argparse.Namespace:
 
 
 def shard(args: argparse.Namespace) -> dict:
+    if args.address and args.engine != "ray":
+        raise ValueError(f"--address {args.address} names a Ray cluster: add --engine ray")
     listed = Path(args.src, args.split or "train") if args.source == "imagenet" else Path(args.src)
     out = Path(args.out).resolve()
     if out == listed.resolve() or listed.resolve() in out.parents:  # the next run would list the shards as inputs
@@ -83,7 +91,8 @@ def shard(args: argparse.Namespace) -> dict:
     options = ShardOptions(shard_size=args.shard_size, shard_samples=args.shard_samples, max_side=args.max_side,
                            quality=args.quality, workers=args.workers, seed=args.seed, full_check=args.full_check)
     return write_dataset(listing, args.out, split=split, options=options, overwrite=args.overwrite,
-                         progress=not args.quiet, check_hashes=args.check_hashes)
+                         progress=not args.quiet, check_hashes=args.check_hashes, engine=args.engine,
+                         address=args.address)
 
 
 def summary_line(manifest: dict, out: str) -> str:

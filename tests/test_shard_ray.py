@@ -1,0 +1,117 @@
+"""`viewkit shard --engine ray`: the local engine's bytes from Ray tasks, resumed after a kill,
+and one line for each way it cannot start."""
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from viewkit.shards import sources
+from viewkit.shards.writer import JOURNAL_NAME, ShardOptions, write_dataset
+from viewkit.tools.cli import main
+
+ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'viewkit[ray]')")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray of 2 workers for the module: the engine joins it instead of starting its own."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield
+    ray.shutdown()
+
+
+def files(folder: Path) -> dict:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_ray_writes_the_local_engines_bytes(local_ray, imagenet_source, tmp_path):
+    listing = sources.imagenet_items(imagenet_source, "train")
+    options = ShardOptions(shard_samples=48, workers=2)
+    write_dataset(listing, tmp_path / "local", split="train", options=options, progress=False)
+    write_dataset(listing, tmp_path / "ray", split="train", options=options, progress=False, engine="ray")
+    assert files(tmp_path / "ray") == files(tmp_path / "local")
+
+
+def test_rejections_cut_the_shards_where_the_local_stream_does(local_ray, embedded_source, tmp_path, monkeypatch):
+    import shutil
+
+    from test_shard_quirky import write_quirky_files
+    from viewkit.shards import ray_engine
+
+    src = tmp_path / "src"
+    shutil.copytree(embedded_source["images"], src)
+    write_quirky_files(src / "quirky")  # rejected inputs land inside shards and at the ends of decide chunks
+    monkeypatch.setattr(ray_engine, "_DECIDE_CHUNK", 5)
+    listing = sources.folder_items(src)
+    for seed in (0, 3):
+        options = ShardOptions(shard_samples=7, workers=2, seed=seed)
+        local = write_dataset(listing, tmp_path / f"local{seed}", split="q", options=options, progress=False)
+        write_dataset(listing, tmp_path / f"ray{seed}", split="q", options=options, progress=False, engine="ray")
+        assert local["num_rejected"] == 3 and files(tmp_path / f"ray{seed}") == files(tmp_path / f"local{seed}")
+
+
+# The CLI's Ray run, killed by SIGKILL from the writer's hook once two shards are journaled.
+KILLED_AFTER_TWO_SHARDS = """
+import os, signal, sys
+import viewkit.tools.shard as shard
+from viewkit.tools.cli import main
+
+write = shard.write_dataset
+def write_then_die(*args, **kwargs):
+    done = []
+    def after_shard(record):
+        done.append(record)
+        if len(done) == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+    return write(*args, **kwargs, after_shard=after_shard)
+shard.write_dataset = write_then_die
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_killed_ray_run_resumes_to_the_same_bytes(embedded_source, tmp_path):
+    args = ["shard", "folder", embedded_source["images"], str(tmp_path / "ray"), "--shard-samples", "8",
+            "--workers", "2", "--engine", "ray", "--quiet"]
+    killed = subprocess.run([sys.executable, "-c", KILLED_AFTER_TWO_SHARDS, *args], capture_output=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
+    assert len((tmp_path / "ray" / JOURNAL_NAME).read_text().splitlines()) == 3  # its header and two shards
+    resumed = subprocess.run([sys.executable, "-m", "viewkit.tools.cli", *args], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert main(["shard", "folder", embedded_source["images"], str(tmp_path / "local"), "--shard-samples", "8",
+                 "--workers", "2", "--quiet"]) == 0
+    assert files(tmp_path / "ray") == files(tmp_path / "local")
+
+
+def test_a_shard_task_that_fails_leaves_no_shard(embedded_source, tmp_path):
+    from viewkit.shards.samples import prepare_file, prepare_tasks, write_one_shard
+
+    listing = sources.folder_items(embedded_source["images"])
+    options = ShardOptions()
+
+    def dies_on_the_third():
+        for count, task in enumerate(prepare_tasks(listing, [0, 1, 2, 3], options)):
+            if count == 2:
+                raise MemoryError("the worker ran out of memory")
+            yield prepare_file(task)
+
+    with pytest.raises(MemoryError):
+        write_one_shard(listing, tmp_path / "q-000000.tar", [0, 1, 2, 3], 0, dies_on_the_third())
+    assert list(tmp_path.iterdir()) == []  # neither the shard nor its temporary
+
+
+def test_ray_refusals_are_one_line(local_ray, embedded_source, tmp_path, capsys, monkeypatch):
+    from viewkit.shards.ray_engine import check_shared_output
+
+    command = ["shard", "folder", embedded_source["images"], str(tmp_path / "out"), "--quiet"]
+    assert main([*command, "--engine", "ray", "--address", "127.0.0.1:9"]) == 2
+    assert capsys.readouterr().err.startswith("viewkit shard: error: --address 127.0.0.1:9: no Ray cluster answers there")
+    assert main([*command, "--address", "127.0.0.1:9"]) == 2
+    assert "add --engine ray" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="a Ray worker cannot write it .* storage every node sees"):
+        check_shared_output(ray, Path("/proc"))
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    assert main([*command, "--engine", "ray"]) == 2
+    assert "pip install 'viewkit[ray]'" in capsys.readouterr().err
