@@ -106,6 +106,19 @@ def gpu_learning_rows() -> list[str]:
     return rows
 
 
+def engine_rows() -> list[str]:
+    rows = ["| file | date | inputs | workers | local inputs/s | Ray inputs/s | Ray / local time | Ray start (s) | "
+            "same bytes | ImageNet-21k hours, CPU only, on 1 / 4 / 16 nodes of 16 cores | command |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, r in _lines("*.jsonl"):
+        if r.get("name") == "shard-engines":
+            hours = r["imagenet21k_hours_by_nodes_of_16_cores"]
+            rows.append(f"| {name} | {r['date']} | {r['inputs']} | {r['workers']} | {r['local_inputs_per_s']:.0f} | "
+                        f"{r['ray_inputs_per_s']:.0f} | {r['ray_over_local']:.2f} | {r['ray_start_seconds']:.1f} | "
+                        f"{r['identical_bytes']} | {hours['1']:.2f} / {hours['4']:.2f} / {hours['16']:.3f} | `{r['command']}` |")
+    return rows
+
+
 def render() -> str:
     parts = [
         "# Benchmarks",
@@ -147,6 +160,14 @@ def render() -> str:
         "The CPU learning configs run on a GPU, several side by side (`docs/results.md` holds the CPU runs).",
         "",
         *gpu_learning_rows(),
+        "",
+        "## Sharding: local threads against Ray",
+        "",
+        "`python benchmarks/shard_engines.py SRC --workers 2`: both engines on the same inputs in one run, "
+        "alternating; Ray's start is outside the timing (a cluster runs already). The ImageNet-21k hours scale "
+        "Ray's core-seconds per input linearly and leave out the shared file system's bandwidth.",
+        "",
+        *engine_rows(),
         "",
         "## Shard checksums at loader start",
         "",
