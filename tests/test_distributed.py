@@ -19,3 +19,41 @@ def test_three_ranks_under_torchrun_cover_the_epoch(embedded_shards, tmp_path):
     assert [r["rank"] for r in ranks] == [0, 1, 2]
     assert len({r["batches"] for r in ranks}) == 1  # no rank waits on another at the end
     assert sorted(i for r in ranks for i in r["ids"]) == list(range(60))
+
+
+def torchrun(nproc: int, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
+                           "--master_port", str(free_port()), *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_saliency_on_two_ranks_equals_one_process(embedded_shards, tmp_path):
+    import numpy as np
+
+    from viewkit.saliency import SaliencyStore
+
+    command = ["-m", "viewkit.tools.cli", "saliency", str(embedded_shards), "--random-init", "--arch", "resnet18",
+               "--resolution", "128", "--min-cells", "2", "--batch-size", "8", "--device", "cpu", "--threads", "1",
+               "--seed", "3"]
+    for ranks in (1, 2):
+        result = torchrun(ranks, *command, "--out", str(tmp_path / f"ranks{ranks}"))
+        assert result.returncode == 0, result.stderr[-3000:]
+    one, two = SaliencyStore(tmp_path / "ranks1"), SaliencyStore(tmp_path / "ranks2")
+    assert np.array_equal(one.counts(), two.counts()) and one.counts().sum() > 0
+    one_table, two_table = one.table(), two.table()
+    np.testing.assert_allclose(np.asarray(two_table.boxes), np.asarray(one_table.boxes), atol=1e-3)
+    np.testing.assert_allclose(np.asarray(two_table.scores), np.asarray(one_table.scores), atol=1e-5)
+
+
+def test_sgcl_refreshes_saliency_on_every_rank_while_training(embedded_shards, tmp_path):
+    from viewkit.saliency import SaliencyStore
+
+    config = tmp_path / "sgcl.yaml"
+    config.write_text("method: sgcl\narch: resnet18\nepochs: 2\nbatch_size: 20\ndevice: cpu\nprecision: fp32\n"
+                      "method_options: {hidden: 64, dim: 32, queue: 64}\n"
+                      "recipe_overrides: {saliency_size: 32, saliency_pairs: 2}\nthreads: 1\nlog_every: 1\n"
+                      "saliency_interval: 1\nsaliency_resolution: 128\n")
+    result = torchrun(2, "-m", "viewkit.tools.cli", "train", str(config), "--data", str(embedded_shards), "--out",
+                      str(tmp_path / "run"), "--quiet")
+    assert result.returncode == 0, result.stderr[-3000:]
+    store = SaliencyStore(tmp_path / "run" / "saliency-store")
+    assert store.meta["epoch"] == 1 and store.meta["num_samples"] == 60 and store.counts().sum() > 0

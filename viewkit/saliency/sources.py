@@ -54,19 +54,25 @@ def gt_regions(dataset, top_k: int = 8):
 
 @torch.no_grad()
 def ncut_regions(dataset, trunk: torch.nn.Module, *, resolution: int = 640, batch_size: int = 32, device: str = "cpu",
-                 top_k: int = 8, min_cells: int = 4, progress: bool = True, threads: int = 0, overlap: bool = True):
+                 top_k: int = 8, min_cells: int = 4, progress: bool = True, threads: int = 0, overlap: bool = True,
+                 rank: int = 0, world_size: int = 1):
     """Regions of every sample from the trunk's last feature map, by sample id.
 
     With `overlap`, the CPU half of each batch (connected-component labelling and the region
     reductions, on maps of only h x w cells) runs on one worker thread while the main thread
     computes the next batch's features and eigenvectors: the labelling hides behind the GPU.
+
+    Over `world_size` ranks (torch.distributed initialised) each rank computes the samples
+    the loader gives it, each sample on exactly one rank, and rank 0 receives every row
+    (the other ranks' arrays are theirs alone); SGCL computes its maps on all GPUs alike.
     """
     from viewkit.loaders.view_loader import ViewLoader
 
     recipe = Recipe("saliency", original=Original(resolution, Augment(flip_p=0.0)))
     loader = ViewLoader(dataset, recipe, batch_size, device=device, drop_last=False, shuffle=False, augment=False,
-                        rank=0, world_size=1, threads=threads, build_ahead=False)  # one pass: no next epoch
+                        rank=rank, world_size=world_size, threads=threads, build_ahead=False)  # one pass
     boxes, scores, counts = random_regions(loader.shards.num_samples, top_k)
+    computed = np.zeros(loader.shards.num_samples, np.int32)
     torch_device = torch.device("cuda" if device == "gpu" else "cpu")
     trunk = trunk.to(torch_device).eval()
 
@@ -76,9 +82,11 @@ def ncut_regions(dataset, trunk: torch.nn.Module, *, resolution: int = 640, batc
         boxes[ids] = region_boxes[valid].numpy()
         scores[ids] = region_scores[valid].numpy()
         counts[ids] = region_counts[valid].numpy()
+        computed[ids] += 1
         return len(ids)
 
-    with tqdm(total=loader.shards.num_samples, unit="img", desc="saliency", disable=not progress) as bar, \
+    share = -(-loader.shards.num_samples // world_size)
+    with tqdm(total=share, unit="img", desc="saliency", disable=not progress) as bar, \
             ThreadPoolExecutor(1) as cpu_stage:
         pending = None
         for batch in loader:
@@ -95,4 +103,23 @@ def ncut_regions(dataset, trunk: torch.nn.Module, *, resolution: int = 640, batc
                 bar.update(store(*job))
         if pending is not None:
             bar.update(pending.result())
+    if world_size > 1:
+        boxes, scores, counts, computed = gather_on_rank_0(boxes, scores, counts, computed, device=device)
+    if rank == 0 and not (computed == 1).all():
+        missed = np.flatnonzero(computed != 1)[:5].tolist()
+        raise RuntimeError(f"saliency: samples {missed} were computed {computed[missed].tolist()} times, not once")
     return boxes, scores, counts
+
+
+def gather_on_rank_0(*arrays: np.ndarray, device: str):
+    """Sums each array over the ranks onto rank 0: a row one rank computed and the others left
+    at zero arrives exactly (x + 0 = x)."""
+    import torch.distributed as dist
+
+    on = torch.device("cuda", torch.cuda.current_device()) if device == "gpu" else torch.device("cpu")
+    gathered = []
+    for array in arrays:
+        tensor = torch.from_numpy(np.ascontiguousarray(array)).to(on)
+        dist.reduce(tensor, dst=0)
+        gathered.append(tensor.cpu().numpy())
+    return gathered

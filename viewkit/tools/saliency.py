@@ -19,7 +19,7 @@ import torch
 from viewkit.loaders.dataset import open_dataset
 from viewkit.saliency import SaliencyStore
 from viewkit.saliency import sources
-from viewkit.trainer.devices import cpu_threads
+from viewkit.trainer.devices import cpu_threads, setup_distributed
 from viewkit.trainer.evaluate.backbone import load_backbone
 
 
@@ -53,12 +53,17 @@ def run(args: argparse.Namespace) -> int:
         if not (args.checkpoint or args.random_init):
             raise ValueError("--source ncut needs --checkpoint CKPT (or --random-init for a check without training)")
         checkpoint = args.checkpoint
+        # every rank builds the same network: the seed fixes --random-init's weights
         trunk = load_backbone(checkpoint, not checkpoint, None if checkpoint else args.arch, args.seed).trunk
+        rank, world = setup_distributed(args.device)  # under torchrun each rank computes its share
         with cpu_threads(args.threads, args.device):
             boxes, scores, counts = sources.ncut_regions(args.shards, trunk, resolution=args.resolution,
                                                          batch_size=args.batch_size, device=args.device,
                                                          top_k=args.top_k, min_cells=args.min_cells,
-                                                         threads=args.threads)
+                                                         threads=args.threads, rank=rank, world_size=world,
+                                                         progress=rank == 0)
+        if rank != 0:
+            return 0  # rank 0 holds every row and writes the one store
     meta = SaliencyStore(args.out).write(boxes, scores, counts, source=args.source, checkpoint=checkpoint,
                                          shards=open_dataset(args.shards))
     seconds = time.perf_counter() - started

@@ -93,17 +93,19 @@ class SaliencyGuided(Method):
 
 
 def refresh_saliency(method: Method, run, epoch: int) -> None:
-    """Regions by Ncut on the model's features, written atomically by rank 0; the other ranks
-    wait, then read the same store."""
+    """Regions by Ncut on the model's features, each rank computing its share of the samples
+    (SGCL computes its maps on all GPUs); rank 0 gathers them and writes the store
+    atomically, the other ranks wait, then read it."""
     from viewkit.loaders.dataset import open_dataset
     from viewkit.saliency.sources import ncut_regions
     from viewkit.saliency.store import SaliencyStore
 
     config = run.config
+    boxes, scores, counts = ncut_regions(run.data, method.backbone.trunk, resolution=config.saliency_resolution,
+                                         device=config.device, progress=False, threads=config.threads,
+                                         rank=run.rank, world_size=run.world)
+    method.backbone.train()
     if run.is_main:
-        boxes, scores, counts = ncut_regions(run.data, method.backbone.trunk, resolution=config.saliency_resolution,
-                                             device=config.device, progress=False, threads=config.threads)
-        method.backbone.train()
         SaliencyStore(run.out / "saliency-store").write(boxes, scores, counts, source="ncut", epoch=epoch,
                                                          shards=open_dataset(run.data))
         print(f"epoch {epoch}: saliency refreshed, {int((counts > 0).sum())} of {len(counts)} images with regions")
