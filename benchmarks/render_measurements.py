@@ -95,6 +95,17 @@ def saliency_rows() -> list[str]:
     return rows
 
 
+def saliency_rank_rows() -> list[str]:
+    rows = ["| file | date | arch | px | images | cores | 1 process (s) | 2 processes (s) | speed-up | same counts | "
+            "largest score difference |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, r in _lines("*.jsonl"):
+        if r.get("name") == "saliency-ranks":
+            rows.append(f"| {name} | {r['date']} | {r['arch']} | {r['resolution']} | {r['images']} | {r['cores']} | "
+                        f"{r['seconds']['1']:.1f} | {r['seconds']['2']:.1f} | {r['speedup_2_over_1']:.2f} | "
+                        f"{r['same_counts']} | {r['max_score_difference']:.1e} |")
+    return rows
+
+
 def gpu_learning_rows() -> list[str]:
     rows = ["| file | method | schedule | epochs | minutes | kNN top-1 | random-init kNN | linear top-1 | "
             "random-init linear | runs side by side |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -154,6 +165,11 @@ def render() -> str:
         "overlapped with the next batch's features, against the same work in sequence.",
         "",
         *saliency_rows(),
+        "",
+        "`python benchmarks/saliency_ranks.py SHARDS --cores 2`: the refresh under torchrun on 1 and on 2 processes "
+        "sharing the same cores, process start included; the stores compared.",
+        "",
+        *saliency_rank_rows(),
         "",
         "## Learning checks on a GPU",
         "",
