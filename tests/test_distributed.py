@@ -57,3 +57,23 @@ def test_sgcl_refreshes_saliency_on_every_rank_while_training(embedded_shards, t
     assert result.returncode == 0, result.stderr[-3000:]
     store = SaliencyStore(tmp_path / "run" / "saliency-store")
     assert store.meta["epoch"] == 1 and store.meta["num_samples"] == 60 and store.counts().sum() > 0
+
+
+def test_two_nodes_see_every_sample_once_per_epoch_and_keep_one_model(embedded_shards, tmp_path):
+    """Two torchrun "nodes" of one process each on this machine, as on two machines: a static
+    rendezvous at node 0's address, gloo, the trainer's own set-up."""
+    worker = Path(__file__).with_name("multinode_worker.py")
+    port = str(free_port())
+    nodes = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank", str(node),
+                               "--nproc_per_node", "1", "--master_addr", "127.0.0.1", "--master_port", port, str(worker),
+                               str(embedded_shards), str(tmp_path / "run"), str(tmp_path / f"node{node}.json")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for node in (0, 1)]
+    for node in nodes:
+        _, err = node.communicate(timeout=600)
+        assert node.returncode == 0, err[-3000:]
+    reports = [json.loads((tmp_path / f"node{node}.json").read_text()) for node in (0, 1)]
+    assert [r["rank"] for r in reports] == [0, 1] and all(r["world"] == 2 for r in reports)
+    for epoch in ("0", "1"):
+        ids = reports[0]["seen"][epoch] + reports[1]["seen"][epoch]
+        assert sorted(ids) == list(range(60))  # batch 20 over 2 ranks: 3 steps of 10 each, nothing dropped
+    assert reports[0]["digests"] == reports[1]["digests"]  # DDP kept the two nodes' models identical
