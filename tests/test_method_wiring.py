@@ -141,3 +141,53 @@ def test_logo_averages_its_six_terms_enqueues_both_globals_and_pushes_locals_apa
     for wrong in (critic_loss(noise=False, positive_sign=-1.0), critic_loss(noise=True, positive_sign=1.0)):
         assert abs(float(parts["loss_critic"]) - wrong) > 1e-4
     assert logo.SplitLoss is type(loss)  # clip mode: the encoder's L_ll gradient is taken apart
+
+
+def test_sgcl_weights_each_region_pair_by_its_score_and_pairs_the_two_crops_of_a_region(monkeypatch):
+    torch.manual_seed(4)
+    model = build_method("sgcl", TinyBackbone(), {"dim": DIM, "hidden": 8, "queue": 64, "neighbours": 2})
+    t = 3  # region pairs per image
+    online = [[torch.randn(B, DIM) for _ in range(2)] for _ in range(t)]
+    target = [[torch.randn(B, DIM) for _ in range(2)] for _ in range(t)]
+    # crop [i, j] of every image is filled with 10 i + j, so the stand-in networks know which crop they see
+    crops = (10 * torch.arange(t).view(t, 1, 1, 1, 1, 1) + torch.arange(2).view(1, 2, 1, 1, 1, 1)).float()
+    crops = crops.expand(t, 2, B, 3, 8, 8)
+
+    def which(images):
+        code = int(images.flatten()[0])
+        return code // 10, code % 10
+
+    monkeypatch.setattr(model, "online", lambda images: online[which(images)[0]][which(images)[1]])
+    monkeypatch.setattr(model, "target", lambda images: target[which(images)[0]][which(images)[1]])
+    scores = torch.rand(B, t)
+    loss, parts = model({"saliency": crops, "saliency_scores": scores})
+
+    def byol(p, z):
+        return 2 - 2 * F.cosine_similarity(p, z, dim=1)
+
+    def intra(weights, first=0, second=1):
+        return sum((weights[:, i] * (byol(online[i][first], target[i][second])
+                                     + byol(online[i][second], target[i][first]))).mean() for i in range(t))
+
+    assert float(parts["loss_intra"]) == pytest.approx(float(intra(scores ** 0.5)), rel=1e-5)
+    for wrong in (intra(torch.ones_like(scores)), intra(scores), intra(scores ** 0.5, first=0, second=0)):
+        assert abs(float(parts["loss_intra"]) - float(wrong)) > 1e-4  # unweighted; gamma 1; each crop with itself
+    assert float(parts["loss_inter"]) == 0.0  # the memory holds nothing before this step's targets
+    assert torch.equal(model.memory[: t * B], F.normalize(torch.cat([target[i][1] for i in range(t)]), dim=1))
+
+
+def test_leoclr_attracts_the_original_to_each_crop_key():
+    torch.manual_seed(5)
+    model = build_method("leoclr", TinyBackbone(), {"queue": QUEUE, "dim": DIM, "hidden": 8, "temperature": T})
+    embeddings = [F.normalize(torch.randn(B, DIM), dim=1) for _ in range(3)]  # original, crop 1, crop 2
+    model.encoder.query = lambda images: embeddings[int(images.flatten()[0])]
+    model.encoder.key = lambda images: embeddings[int(images.flatten()[0])]
+    views = torch.arange(3.0).view(3, 1, 1, 1, 1).expand(3, B, 3, 8, 8)
+    queue = model.queue.keys.clone()
+    loss, _ = model({"original": views[0], "global": views[1:]})
+    u, v1, v2 = embeddings
+    expected = hand_info_nce(u, v1, queue) + hand_info_nce(u, v2, queue)
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+    for wrong in (hand_info_nce(v1, v2, queue) + hand_info_nce(v2, v1, queue),  # crops to each other (MoCo's pairing)
+                  hand_info_nce(v1, u, queue) + hand_info_nce(v2, u, queue)):  # crops as queries of the original
+        assert abs(float(loss) - wrong) > 1e-3
