@@ -12,6 +12,8 @@ from viewkit.shards import sources
 from viewkit.shards.writer import JOURNAL_NAME, ShardOptions, write_dataset
 from viewkit.tools.cli import main
 
+from killed_run import killed_after
+
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'viewkit[ray]')")
 
 
@@ -53,29 +55,10 @@ def test_rejections_cut_the_shards_where_the_local_stream_does(local_ray, embedd
         assert local["num_rejected"] == 3 and files(tmp_path / f"ray{seed}") == files(tmp_path / f"local{seed}")
 
 
-# The CLI's Ray run, killed by SIGKILL from the writer's hook once two shards are journaled.
-KILLED_AFTER_TWO_SHARDS = """
-import os, signal, sys
-import viewkit.tools.shard as shard
-from viewkit.tools.cli import main
-
-write = shard.write_dataset
-def write_then_die(*args, **kwargs):
-    done = []
-    def after_shard(record):
-        done.append(record)
-        if len(done) == 2:
-            os.kill(os.getpid(), signal.SIGKILL)
-    return write(*args, **kwargs, after_shard=after_shard)
-shard.write_dataset = write_then_die
-sys.exit(main(sys.argv[1:]))
-"""
-
-
 def test_a_killed_ray_run_resumes_to_the_same_bytes(embedded_source, tmp_path):
     args = ["shard", "folder", embedded_source["images"], str(tmp_path / "ray"), "--shard-samples", "8",
             "--workers", "2", "--engine", "ray", "--quiet"]
-    killed = subprocess.run([sys.executable, "-c", KILLED_AFTER_TWO_SHARDS, *args], capture_output=True)
+    killed = subprocess.run([sys.executable, "-c", killed_after(2), *args], capture_output=True)
     assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
     assert len((tmp_path / "ray" / JOURNAL_NAME).read_text().splitlines()) == 3  # its header and two shards
     resumed = subprocess.run([sys.executable, "-m", "viewkit.tools.cli", *args], capture_output=True, text=True)

@@ -14,6 +14,8 @@ from viewkit.shards.verify import verify_dataset
 from viewkit.shards.writer import JOURNAL_NAME, ShardOptions, write_dataset
 from viewkit.tools.cli import main
 
+from killed_run import killed_after
+
 
 @pytest.fixture
 def copy_of(embedded_shards, tmp_path):
@@ -94,30 +96,10 @@ def test_resume_after_kill_writes_identical_bytes(embedded_source, tmp_path):
     assert whole == resumed
 
 
-# The CLI's own run, killed by SIGKILL from the writer's hook once its third shard is in
-# the journal: no polling, the same kill point on every machine.
-KILLED_AFTER_THIRD_SHARD = """
-import os, signal, sys
-import viewkit.tools.shard as shard
-from viewkit.tools.cli import main
-
-write = shard.write_dataset
-def write_then_die(*args, **kwargs):
-    done = []
-    def after_shard(record):
-        done.append(record)
-        if len(done) == 3:
-            os.kill(os.getpid(), signal.SIGKILL)
-    return write(*args, **kwargs, after_shard=after_shard)
-shard.write_dataset = write_then_die
-sys.exit(main(sys.argv[1:]))
-"""
-
-
 def test_sigkilled_cli_run_resumes(embedded_source, tmp_path):
     args = [sys.executable, "-m", "viewkit.tools.cli", "shard", "folder", embedded_source["images"],
             str(tmp_path / "ds"), "--shard-samples", "2", "--workers", "1", "--quiet"]
-    process = subprocess.run([sys.executable, "-c", KILLED_AFTER_THIRD_SHARD, *args[3:]], capture_output=True)
+    process = subprocess.run([sys.executable, "-c", killed_after(3), *args[3:]], capture_output=True)
     assert process.returncode == -signal.SIGKILL, process.stderr.decode()[-2000:]
     assert len((tmp_path / "ds" / JOURNAL_NAME).read_text().splitlines()) == 4  # its header and three shards
     subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
