@@ -19,10 +19,8 @@ negatives from this rank's batch only.
 from __future__ import annotations
 
 
-from viewkit.trainer.methods.base import Method
 from viewkit.trainer.methods.losses import info_nce, nt_xent
-from viewkit.trainer.methods.moco import MomentumEncoder
-from viewkit.trainer.methods.queue import KeyQueue
+from viewkit.trainer.methods.moco import MoCoV2
 from viewkit.trainer.methods.simclr import SimCLR
 
 DEFAULTS = {"dim": 128, "hidden": 2048, "queue": 65536, "momentum": 0.999, "temperature": 0.2, "end_to_end": False}
@@ -36,13 +34,8 @@ def build(arch: str, dim: int, hidden: int, queue: int, momentum: float, tempera
     return LeOCLR(arch, dim, hidden, queue, momentum, temperature)
 
 
-class LeOCLR(Method):
-    def __init__(self, arch: str, dim: int, hidden: int, queue: int, momentum: float, temperature: float):
-        super().__init__()
-        self.encoder = MomentumEncoder(arch, dim, hidden, momentum)
-        self.backbone = self.encoder.backbone
-        self.queue = KeyQueue(queue, dim)
-        self.temperature = temperature
+class LeOCLR(MoCoV2):
+    """MoCo-v2's encoders and queue; the original image is the query, both crops the keys."""
 
     def forward(self, batch: dict):
         crop1, crop2 = batch["global"]
@@ -52,9 +45,6 @@ class LeOCLR(Method):
         loss = info_nce(u, v1, negatives, self.temperature) + info_nce(u, v2, negatives, self.temperature)
         self.queue.push(v1)
         return loss, {}
-
-    def after_step(self, step: int, total_steps: int) -> None:
-        self.encoder.update()
 
 
 class LeOCLREndToEnd(SimCLR):

@@ -25,10 +25,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from viewkit.trainer.methods.base import Method
 from viewkit.trainer.methods.losses import info_nce, negative_cosine
-from viewkit.trainer.methods.moco import MomentumEncoder
-from viewkit.trainer.methods.queue import KeyQueue
+from viewkit.trainer.methods.moco import MoCoV2
 from viewkit.trainer.methods.simsiam import SimSiam
 
 DEFAULTS = {"dim": 128, "hidden": 2048, "queue": 65536, "momentum": 0.999, "temperature": 0.2}
@@ -61,13 +59,8 @@ def check_composite(composite: torch.Tensor, query_view: torch.Tensor, stride: i
                          f"(the backbone's stride); got {composite.shape[-1]} and {query_view.shape[-1]}")
 
 
-class RegionCL(Method):
-    def __init__(self, arch: str, dim: int, hidden: int, queue: int, momentum: float, temperature: float):
-        super().__init__()
-        self.encoder = MomentumEncoder(arch, dim, hidden, momentum)
-        self.backbone = self.encoder.backbone
-        self.queue = KeyQueue(queue, dim)
-        self.temperature = temperature
+class RegionCL(MoCoV2):
+    """RegionCL-M: MoCo-v2's encoders and queue, plus the region-swap terms."""
 
     def forward(self, batch: dict):
         view1, view2 = batch["global"]
@@ -86,9 +79,6 @@ class RegionCL(Method):
         region = info_nce(queries, positives, negatives, self.temperature, extra_negatives=other_region)
         self.queue.push(k)
         return instance + region, {"loss_instance": instance.detach(), "loss_region": region.detach()}
-
-    def after_step(self, step: int, total_steps: int) -> None:
-        self.encoder.update()
 
 
 class RegionCLSimSiam(SimSiam):
