@@ -143,7 +143,7 @@ def write_shards_ray(job, progress: bool, after_shard, address: str | None) -> t
         chunks = [remaining[i:i + _DECIDE_CHUNK] for i in range(0, len(remaining), _DECIDE_CHUNK)]
         verdicts = [decide.remote(listing_ref, chunk, job.options) for chunk in chunks]
         cutter = Cutter(first_position, len(job.order), job.per_shard, job.next_id)
-        reasons, writes, plan = [], [], {}
+        reasons, plan = [], {}  # plan: the shard tasks not yet journaled, in shard order
         bar = tqdm(total=len(remaining), unit="img", desc=f"shard {job.prefix} (ray)", disable=not progress)
         try:
             # a shard is written as soon as the verdicts up to its end are in, while later chunks are decided
@@ -155,9 +155,8 @@ def write_shards_ray(job, progress: bool, after_shard, address: str | None) -> t
                     tar = job.out / f"{fmt.shard_name(job.prefix, number)}.tar"
                     task = write.remote(listing_ref, str(tar), job.order[shard[0]:shard[1]], shard[2], job.options)
                     plan[task] = shard
-                    writes.append(task)
-                _journal_ready(ray, job, writes, plan, bar, after_shard, wait=False)
-            _journal_ready(ray, job, writes, plan, bar, after_shard, wait=True)
+                _journal_ready(ray, job, plan, bar, after_shard, wait=False)
+            _journal_ready(ray, job, plan, bar, after_shard, wait=True)
         finally:
             bar.close()
         trailing = [{"path": job.listing.items[job.order[p]].rel, "reason": reasons[p - first_position]}
@@ -168,14 +167,14 @@ def write_shards_ray(job, progress: bool, after_shard, address: str | None) -> t
             ray.shutdown()
 
 
-def _journal_ready(ray, job, writes: list, plan: dict, bar, after_shard, wait: bool) -> None:
-    """Journals the finished shards at the head of `writes`, in shard order (the journal stays
-    a prefix of the shard list); `wait`: until every shard is."""
-    while writes:
-        ready, _ = ray.wait(writes[:1], num_returns=1, timeout=None if wait else 0)
+def _journal_ready(ray, job, plan: dict, bar, after_shard, wait: bool) -> None:
+    """Journals the finished shards at the head of `plan`, in shard order (the journal stays a
+    prefix of the shard list); `wait`: until every shard is."""
+    while plan:
+        task = next(iter(plan))
+        ready, _ = ray.wait([task], num_returns=1, timeout=None if wait else 0)
         if not ready:
             return
-        task = writes.pop(0)
         (record, rejected), (start, end, first_id) = ray.get(task), plan.pop(task)
         job.record_shard(record | {"first_id": first_id, "inputs": [start, end]}, rejected)
         bar.update(end - start)
