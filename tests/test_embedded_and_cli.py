@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from viewkit.datasets.embedded import CLASSES, SceneStyle, scene, shape_mask, write_embedded_dataset
+from viewkit.datasets.photo_crops import PHOTOGRAPHS
 from viewkit.tools.cli import main
 from viewkit.tools.preview import legend
 from viewkit.views import recipes
@@ -67,16 +68,18 @@ def test_shape_mask_box_is_its_bounding_box():
 
 
 def test_demo_runs_and_reports(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path / "demo"), "--images", "24", "--workers", "1", "--epochs", "1"]) == 0
+    demo = tmp_path / "demo"
+    assert main(["demo", "--out", str(demo), "--images", "24", "--threads", "1", "--epochs", "1"]) == 0
     out = capsys.readouterr().out
-    assert "24 written, 0 rejected" in out and "demo finished" in out
-    assert "kNN top-1 on the held-out scenes: pretrained" in out
-    assert (tmp_path / "demo" / "run" / "checkpoint-last.pt").exists()
-    assert (tmp_path / "demo" / "preview-logo.png").exists()
-    assert main(["info", str(tmp_path / "demo" / "shards")]) == 0
+    assert "24 written, 0 rejected" in out and "6 written, 0 rejected" in out and "demo finished" in out
+    summary = json.loads((demo / "summary.json").read_text())
+    assert f"random init {summary['knn_random']:.3f}" in out and f"pretrained {summary['knn_trained']:.3f}" in out
+    assert summary["held_out"] == 6 and summary["megabytes"] > 0
+    assert sorted(path.name for path in (demo / "run").glob("checkpoint*.pt")) == ["checkpoint-last.pt"]
+    assert (demo / "preview-logo.png").exists()
+    assert main(["info", str(demo / "shards")]) == 0
     assert "samples    24 of 24 inputs" in capsys.readouterr().out
-    image = Image.open(next((tmp_path / "demo" / "source" / "images" / "disk").iterdir()))
-    assert image.mode == "RGB" and 192 <= min(image.size)
+    assert sorted(path.name for path in (demo / "source-val" / "images").iterdir()) == sorted(PHOTOGRAPHS)
 
 
 def test_bad_arguments_are_clear_errors(tmp_path, capsys):

@@ -1,10 +1,11 @@
-"""The embedded default dataset: generated scenes on textures from scikit-image's photographs.
+"""Generated scenes with known boxes, on textures from scikit-image's photographs.
 
 Needs no download: scikit-image ships the photographs. Each scene has one large object
 whose shape is the class, plus up to two smaller distractors of other shapes, each in a
 random colour, on a texture cut from a random photograph. Every object's box is known
-exactly (the bounding box of its mask), so the set serves classification (kNN checks),
-region-based views (boxes as ground-truth regions) and geometry tests.
+exactly (the bounding box of its mask), so the set serves region-based views (boxes as
+ground-truth regions), COCO sharding and geometry tests without a download. The demo's
+scenes, made for showing what pretraining learns, are in `photo_crops.py`.
 
 Written as an image folder with one sub-folder per class (for `viewkit shard folder`)
 and a COCO instances file beside it (for `viewkit shard coco`), both deterministic.
@@ -29,8 +30,7 @@ _PHOTOGRAPHS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field",
 
 @dataclass(frozen=True)
 class SceneStyle:
-    """How a scene is drawn; the defaults are the demo's scenes. The other settings exist to
-    test why pretraining does or does not read the shape (benchmarks/demo_scenes.py)."""
+    """How a scene is drawn; tests draw simpler scenes (one large object, a plain background)."""
 
     main_radius: tuple[float, float] = (0.22, 0.32)  # of the image's short side
     max_distractors: int = 2
