@@ -131,11 +131,13 @@ def engine_rows() -> list[str]:
 
 
 def demo_rows() -> list[str]:
-    rows = ["| file | date | git | seed | threads | pretrained kNN | random-init kNN | lead | seconds | MB | machine | "
-            "what else ran |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    rows = ["| file | date | git | seed | scenes (held out) | epochs | threads | pretrained kNN | random-init kNN | lead | "
+            "seconds | MB | machine | what else ran |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, r in _lines("*.jsonl"):
         if r.get("name") == "demo":
-            rows.append(f"| {name} | {r['date']} | {r['git'][:12]} | {r['seed']} | {r['threads'] or 'all'} | "
+            rows.append(f"| {name} | {r['date']} | {r['git'][:12]} | {r['seed']} | {r['images']} ({r['held_out']}) | "
+                        f"{r['epochs']} | {r['threads'] or 'all'} | "
                         f"{r['knn_trained']:.3f} | {r['knn_random']:.3f} | {100 * r['lead']:+.1f} | {r['seconds']:.0f} | "
                         f"{r['megabytes']:.0f} | {_machine(r)} | {r['note'] or 'nothing'} |")
     return rows
@@ -151,7 +153,7 @@ def render() -> str:
         "## The demo",
         "",
         "`python benchmarks/demo_check.py --seeds S...`: `viewkit demo` as a user runs it, per seed: kNN top-1 "
-        "(k 200) on the 600 held-out scenes of the pretrained and the random-init ResNet-18, the lead in points, "
+        "(k 200) on the held-out scenes of the pretrained and the random-init ResNet-18, the lead in points, "
         "the demo's wall time and disk use. Times compare only between runs with nothing else on the machine.",
         "",
         *demo_rows(),
