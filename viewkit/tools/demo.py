@@ -76,8 +76,8 @@ def pretrain(out: Path, epochs: int, seed: int, threads: int = 0, progress: bool
     from viewkit.trainer.config import TrainConfig
     from viewkit.trainer.engine import train
 
-    # checkpoint_every past the last epoch: only checkpoint-last.pt, a demo needs no history
     scenes = fmt.read_manifest(out / "shards")["num_samples"]
+    # checkpoint_every past the last epoch: only checkpoint-last.pt, a demo needs no history
     config = TrainConfig(**DEMO_TRAINING | {"batch_size": min(DEMO_TRAINING["batch_size"], max(2, scenes // 4))},
                          epochs=epochs, device="cpu", precision="fp32", seed=seed, threads=threads, log_every=10,
                          checkpoint_every=epochs + 1)
