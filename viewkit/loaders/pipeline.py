@@ -78,7 +78,7 @@ def build_pipeline(shards: ShardSet, shard_order: list[int], recipe: Recipe, *, 
     names: list[str] = []
 
     @pipeline_def(batch_size=batch_size, num_threads=threads, device_id=device_id, seed=seed,
-                  prefetch_queue_depth=options.prefetch, enable_conditionals=True, enable_checkpointing=True)
+                  prefetch_queue_depth=options.prefetch, enable_checkpointing=True)
     def pipeline():
         jpeg, sample_id, label, shape = read_samples(shards, shard_order, rank, world, options)
         if device == "gpu":

@@ -16,6 +16,7 @@ Tensors are copies: they stay valid after the next batch is fetched.
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +29,7 @@ from viewkit.loaders.dataset import open_dataset
 from viewkit.loaders.distributed import local_device_id, rank_and_world
 from viewkit.loaders.pipeline import PipelineOptions, build_pipeline
 from viewkit.loaders.side_data import RegionTable
+from viewkit.progress import ticking
 from viewkit.views import recipes
 from viewkit.views.families import Recipe
 from viewkit.views.outputs import arrange, image_size
@@ -143,12 +145,14 @@ class ViewLoader:
 
     def _start(self) -> None:
         ahead = self._ahead
-        if ahead is not None and ahead[0] == self.epoch and ahead[1] is self.side_data and self._checkpoint is None:
-            self._ahead = None
-            self._pipe, self._names = ahead[2].result()
-        else:
-            self._drop_ahead()
-            self._pipe, self._names = self._build(self.epoch, self.side_data, self._checkpoint, self._device_id())
+        # silent unless it takes seconds, as on the first run after an install
+        with ticking("building the view pipeline (compiling its kernels on the first run after an install)") if self.rank == 0 else contextlib.nullcontext():
+            if ahead is not None and ahead[0] == self.epoch and ahead[1] is self.side_data and self._checkpoint is None:
+                self._ahead = None
+                self._pipe, self._names = ahead[2].result()
+            else:
+                self._drop_ahead()
+                self._pipe, self._names = self._build(self.epoch, self.side_data, self._checkpoint, self._device_id())
 
     def __iter__(self):
         if self._step >= len(self):  # an empty epoch would pass for a finished training without a word

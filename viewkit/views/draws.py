@@ -15,7 +15,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+
+from viewkit.views.compiled import kernel
 
 FLIP, JITTER, BRIGHTNESS, CONTRAST, SATURATION, HUE, GRAYSCALE, BLUR, SIGMA, SOLARIZE = range(40, 50)
 # A sigma this small gives DALI's 3-tap kernel [0, 1, 0]: the frame passes unchanged. Random
@@ -28,7 +29,7 @@ RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -
 YIQ_TO_RGB = np.linalg.inv(RGB_TO_YIQ)
 
 
-@njit(cache=True)
+@kernel
 def _mix(x):
     """splitmix64's finaliser: a bijection of uint64 with full avalanche."""
     x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
@@ -36,7 +37,7 @@ def _mix(x):
     return x ^ (x >> np.uint64(31))
 
 
-@njit(cache=True)
+@kernel
 def uniform(seed, epoch, sample_id, stream, slot):
     """U[0, 1) keyed by its coordinates (53 bits)."""
     golden = np.uint64(0x9E3779B97F4A7C15)
@@ -47,7 +48,7 @@ def uniform(seed, epoch, sample_id, stream, slot):
     return float(x >> np.uint64(11)) * (1.0 / 9007199254740992.0)
 
 
-@njit(cache=True)
+@kernel
 def crop_window(seed, epoch, sample_id, stream, height, width, scale0, scale1, log_ratio0, log_ratio1):
     """torchvision's RandomResizedCrop.get_params: 10 tries of area U(scale) and aspect
     log-uniform, then a centre crop with the aspect clamped. Returns x0, y0, x1, y1."""
@@ -73,7 +74,7 @@ def crop_window(seed, epoch, sample_id, stream, height, width, scale0, scale1, l
     return float(x), float(y), float(x + w), float(y + h)
 
 
-@njit(cache=True)
+@kernel
 def region_pick(seed, epoch, sample_id, stream, scores):
     """Index of a region drawn with probability proportional to its score; -1 when all are 0."""
     total = 0.0
@@ -93,7 +94,7 @@ def region_pick(seed, epoch, sample_id, stream, scores):
     return last
 
 
-@njit(cache=True)
+@kernel
 def jittered_window(seed, epoch, sample_id, stream, height, width, rx0, ry0, rx1, ry1, scale0, scale1,
                     log_ratio0, log_ratio1):
     """SGCL's box jitter: area U(scale) x region area, aspect log-uniform, centre uniform
@@ -109,7 +110,7 @@ def jittered_window(seed, epoch, sample_id, stream, height, width, rx0, ry0, rx1
     return x0, y0, x1, y1
 
 
-@njit(cache=True)
+@kernel
 def colour_matrix(seed, epoch, sample_id, stream, jitter_p, brightness, contrast, saturation, hue, grayscale_p, out):
     """Writes the [3, 4] affine map of jitter + grayscale into `out` (identity when not drawn)."""
     applied = 1.0 if uniform(seed, epoch, sample_id, stream, JITTER) < jitter_p else 0.0
@@ -133,13 +134,13 @@ def colour_matrix(seed, epoch, sample_id, stream, jitter_p, brightness, contrast
         out[i, 3] = b * 128.0 * (1.0 - c)
 
 
-@njit(cache=True)
+@kernel
 def blur_sigma(seed, epoch, sample_id, stream, blur_p, sigma0, sigma1):
     if uniform(seed, epoch, sample_id, stream, BLUR) < blur_p:
         return sigma0 + (sigma1 - sigma0) * uniform(seed, epoch, sample_id, stream, SIGMA)
     return NO_BLUR_SIGMA
 
 
-@njit(cache=True)
+@kernel
 def drawn(seed, epoch, sample_id, stream, slot, probability):
     return uniform(seed, epoch, sample_id, stream, slot) < probability

@@ -19,22 +19,21 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
-from nvidia.dali.pipeline import do_not_convert
 
 from viewkit.views import draws
+from viewkit.views.compiled import kernel
 from viewkit.views.plan import CROP, FIXED, IMAGE_SIZE, PAIR, SALIENCY, SWAP, TABLE_WIDTH, WHOLE
 
-_EMPTY_REGIONS = np.zeros((0, 4), np.float32)
-_EMPTY_SCORES = np.zeros(0, np.float32)
+EMPTY_REGIONS = np.zeros((0, 4), np.float32)  # side data of recipes without saliency crops
+EMPTY_SCORES = np.zeros(0, np.float32)
 
 
-@njit(cache=True)
+@kernel
 def _number(spec, row, column):
     return spec[row, column] / FIXED
 
 
-@njit(cache=True)
+@kernel
 def _window(spec, row, sample_id, height, width, regions, scores):
     """x0, y0, x1, y1 (source pixels, before flip) and the flip of view row `row`."""
     seed, epoch = spec[0, 0], spec[0, 1]
@@ -49,7 +48,7 @@ def _window(spec, row, sample_id, height, width, regions, scores):
     return _saliency_window(spec, row, int(round(_number(spec, row, 3))), sample_id, height, width, regions, scores)
 
 
-@njit(cache=True)
+@kernel
 def _saliency_window(spec, row, crop, sample_id, height, width, regions, scores):
     seed, epoch = spec[0, 0], spec[0, 1]
     stream = int(round(_number(spec, row, 1)))
@@ -69,9 +68,11 @@ def _saliency_window(spec, row, crop, sample_id, height, width, regions, scores)
     return x0, y0, x1, y1, flip
 
 
-@njit(cache=True)
-def _rois(outputs, sample_id, shape, spec, regions, scores, first):
-    """Windows of the (up to) three view rows from row `first` of the spec."""
+@kernel
+def rois(start0, end0, start1, end1, start2, end2, spec, sample_id, shape, regions, scores, first):
+    """Windows of the (up to) three view rows from row `first` of the spec: one kernel for
+    every chunk of three views, so that every chunk reads one spec (the table's for crops)."""
+    outputs = (start0, end0, start1, end1, start2, end2)
     height, width = float(shape[0]), float(shape[1])
     for view in range(3):
         row = first + view
@@ -86,28 +87,7 @@ def _rois(outputs, sample_id, shape, spec, regions, scores, first):
         start[1], end[1] = (x1, x0) if flip else (x0, x1)  # a reversed window: resize flips it
 
 
-_CHUNKS: dict = {}
-
-
-@do_not_convert  # made inside pipeline definitions: DALI's AutoGraph must leave it to numba
-def rois_kernel(saliency: bool, chunk: int):
-    """The kernel of views 3 chunk .. 3 chunk + 2 of a spec: one compiled function per chunk,
-    so that every chunk reads one spec (the table's for crops) and no constant is repeated."""
-    key = (saliency, chunk)
-    if key not in _CHUNKS:
-        first = 1 + 3 * chunk
-        if saliency:
-            def run(start0, end0, start1, end1, start2, end2, spec, sample_id, shape, regions, scores, _pad):
-                _rois((start0, end0, start1, end1, start2, end2), sample_id, shape, spec, regions, scores, first)
-        else:
-            def run(start0, end0, start1, end1, start2, end2, spec, sample_id, shape, _pad0, _pad1, _pad2):
-                _rois((start0, end0, start1, end1, start2, end2), sample_id, shape, spec, _EMPTY_REGIONS,
-                      _EMPTY_SCORES, first)
-        _CHUNKS[key] = run
-    return _CHUNKS[key]
-
-
-@njit(cache=True)
+@kernel
 def _photometric(spec, row, first_column, sample_id, matrix, sigma, window, solarize, frame):
     """One frame's colour matrix, blur sigma and window, and solarise flag, from the augment
     numbers at `first_column` of spec row `row`."""
@@ -127,12 +107,14 @@ def _photometric(spec, row, first_column, sample_id, matrix, sigma, window, sola
         else 510
 
 
-def photometric(matrices, sigmas, windows, solarize, spec, sample_id, _pad0, _pad1):
+@kernel
+def photometric(matrices, sigmas, windows, solarize, spec, sample_id):
     for frame in range(spec.shape[0] - 1):
         _photometric(spec, frame + 1, 2, sample_id[0], matrices[frame], sigmas, windows, solarize[:, 0, 0, 0], frame)
 
 
-def photometric_single(matrix, sigma, window, solarize, spec, sample_id, _pad0, _pad1):
+@kernel
+def photometric_single(matrix, sigma, window, solarize, spec, sample_id):
     """The single view's photometrics, from its WHOLE row of the table (augment numbers from
     column 3 on)."""
     for row in range(1, spec.shape[0]):
@@ -140,7 +122,7 @@ def photometric_single(matrix, sigma, window, solarize, spec, sample_id, _pad0, 
             _photometric(spec, row, 3, sample_id[0], matrix, sigma, window, solarize[:, 0, 0], 0)
 
 
-@njit(cache=True)
+@kernel
 def _swap(spec, row, sample_id):
     """Cells of the swap box: x, y, width, height (RegionCL: sizes drawn independently)."""
     seed, epoch = spec[0, 0], spec[0, 1]
@@ -155,13 +137,14 @@ def _swap(spec, row, sample_id):
     return cell_x, cell_y, cells_w, cells_h, grid, size
 
 
+@kernel
 def swap(anchors, shapes, spec, sample_id):
     cell_x, cell_y, cells_w, cells_h, grid, size = _swap(spec, 1, sample_id[0])
     anchors[0, 0], anchors[0, 1], anchors[1, 0], anchors[1, 1] = 0, 0, cell_y * grid, cell_x * grid
     shapes[0, 0], shapes[0, 1], shapes[1, 0], shapes[1, 1] = size, size, cells_h * grid, cells_w * grid
 
 
-@njit(cache=True)
+@kernel
 def _table(table, sample_id, shape, spec, regions, scores):
     height, width = float(shape[0]), float(shape[1])
     for out in range(spec.shape[0] - 1):
@@ -194,43 +177,11 @@ def _table(table, sample_id, shape, spec, regions, scores):
                 table[out, k] = values[k]
 
 
+@kernel
 def view_table(table, spec, sample_id, shape):
-    _table(table, sample_id[0], shape, spec, _EMPTY_REGIONS, _EMPTY_SCORES)
+    _table(table, sample_id[0], shape, spec, EMPTY_REGIONS, EMPTY_SCORES)
 
 
+@kernel
 def view_table_saliency(table, spec, sample_id, shape, regions, scores):
     _table(table, sample_id[0], shape, spec, regions, scores)
-
-
-def setup_rois(outs, ins):
-    for output in range(len(outs)):
-        for sample in range(len(outs[output])):
-            outs[output][sample][0] = 2
-
-
-def setup_photometric(outs, ins):
-    for sample in range(len(outs[0])):
-        frames = ins[0][sample][0] - 1
-        outs[0][sample][0], outs[0][sample][1], outs[0][sample][2] = frames, 3, 4
-        outs[1][sample][0] = frames
-        outs[2][sample][0] = frames
-        outs[3][sample][0], outs[3][sample][1], outs[3][sample][2], outs[3][sample][3] = frames, 1, 1, 1
-
-
-def setup_photometric_single(outs, ins):
-    for sample in range(len(outs[0])):
-        outs[0][sample][0], outs[0][sample][1] = 3, 4
-        outs[1][sample][0] = 1
-        outs[2][sample][0] = 1
-        outs[3][sample][0], outs[3][sample][1], outs[3][sample][2] = 1, 1, 1
-
-
-def setup_table(outs, ins):
-    for sample in range(len(outs[0])):
-        outs[0][sample][0], outs[0][sample][1] = ins[0][sample][0] - 1, TABLE_WIDTH
-
-
-def setup_swap(outs, ins):
-    for output in range(2):
-        for sample in range(len(outs[output])):
-            outs[output][sample][0], outs[output][sample][1] = 2, 2
