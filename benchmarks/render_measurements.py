@@ -143,6 +143,17 @@ def demo_rows() -> list[str]:
     return rows
 
 
+def first_batch_rows() -> list[str]:
+    rows = ["| file | date | recipe | imports (s) | first batch, cache empty (s) | cache filled (s) | filled / empty | "
+            "machine | command |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, r in _lines("first-batch*.jsonl"):
+        rows.append(f"| {name} | {r['date']} | {r['recipe']} | {r['imports_s']:.1f} | {r['first_batch_s_cache_empty']:.1f} "
+                    f"| {r['first_batch_s_cache_filled']:.1f} | "
+                    f"{r['first_batch_s_cache_filled'] / r['first_batch_s_cache_empty']:.3f} | {_machine(r)} | "
+                    f"`{r['command']}` |")
+    return rows
+
+
 def render() -> str:
     parts = [
         "# Benchmarks",
@@ -215,6 +226,14 @@ def render() -> str:
         "The wait for an epoch's first batch against the other batches: what a boundary costs.",
         "",
         *boundary_rows(),
+        "",
+        "## A new process's first batch",
+        "",
+        "`python benchmarks/first_batch.py SHARDS`: a new process imports viewkit, builds a pipeline and takes one "
+        "batch, with numba's cache of the view kernels empty (the first run after an install: they compile) "
+        "against filled (every later run). Medians of the rounds, sides alternating.",
+        "",
+        *first_batch_rows(),
         "",
     ]
     return "\n".join(parts)
