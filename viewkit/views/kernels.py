@@ -10,8 +10,8 @@ choice: numba kernels over `fn.python_function`: DALI calls them on its worker t
 without the GIL (a python_function spends ~1.6 us of GIL time per sample and output, 40%
 of a GPU step at 10k samples/s), and over DALI arithmetic on scalars (one operator per
 number, run one after another: 379 CPU operators for the heavy multi-crop recipe).
-DALI's numba operator takes at most 6 outputs, so views go three to a kernel. The DALI
-operators over these functions are in `viewkit.views.operators`.
+DALI's numba operator takes at most 6 outputs, so views go three to a kernel. Their C
+entry points are in `viewkit.views.entry_points`, the DALI operators in `viewkit.views.operators`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 
 from viewkit.views import draws
 from viewkit.views.compiled import kernel
-from viewkit.views.plan import CROP, FIXED, IMAGE_SIZE, PAIR, SALIENCY, SWAP, TABLE_WIDTH, WHOLE
+from viewkit.views.plan import CROP, FIXED, IMAGE_SIZE, PAIR, SALIENCY, SWAP, WHOLE
 
 EMPTY_REGIONS = np.zeros((0, 4), np.float32)  # side data of recipes without saliency crops
 EMPTY_SCORES = np.zeros(0, np.float32)
