@@ -66,3 +66,8 @@ def test_ticking_is_silent_for_a_short_step_and_counts_seconds_for_a_long_one():
         time.sleep(0.5)
     lines = shown.getvalue().replace("\r", "\n")
     assert "long step: 0 s" in lines and re.search(r"long step: done in \d+ s", lines), lines
+    outer, inner = io.StringIO(), io.StringIO()
+    with ticking("outer", after=0.0, every=0.05, file=outer):
+        with ticking("inner", after=0.05, every=0.05, file=inner):
+            time.sleep(0.3)
+    assert "outer: done in" in outer.getvalue() and inner.getvalue() == ""  # one line ticks at a time

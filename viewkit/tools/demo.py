@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from viewkit.datasets.photo_crops import PHOTOGRAPHS, write_photo_crops
+from viewkit.progress import ticking
 from viewkit.shards import format as fmt
 from viewkit.shards.verify import verify_dataset
 from viewkit.tools import info, preview, shard
@@ -123,7 +124,9 @@ def run(args: argparse.Namespace) -> int:
     print(info.describe(manifests["train"] | {"root": str((out / "shards").resolve())}))
     print(f"[3/5] a batch of {args.recipe!r} views through the DALI CPU pipeline")
     sheet = out / f"preview-{args.recipe}.png"
-    preview.contact_sheet(str(out / "shards"), args.recipe, n=6, augment=True, seed=args.seed).save(sheet)
+    with ticking("  building the pipeline, drawing the sheet (the first run after an install compiles the view "
+                 "kernels)", after=0.5):
+        preview.contact_sheet(str(out / "shards"), args.recipe, n=6, augment=True, seed=args.seed).save(sheet)
     if args.epochs:
         print(f"[4/5] SimCLR pretraining of a ResNet-18 on {RESOLUTION} px views, {args.epochs} epoch{'s' * (args.epochs != 1)} on the CPU "
               "(no labels)")
