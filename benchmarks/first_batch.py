@@ -7,7 +7,8 @@ Each run is a new Python process that imports viewkit, builds a ViewLoader's pip
 takes one batch. "empty" gives it a new NUMBA_CACHE_DIR, so it compiles the kernels it
 needs: the first run after an install (before the entry points were cached, every process
 compiled DALI's wrappers around them, a cost of the same order). "filled" reuses one
-directory an earlier run filled: every run after. Sides alternate per recipe and round; medians are printed with their ratio.
+directory an earlier run filled: every run after. Sides alternate per recipe and round;
+medians are printed with their ratio.
 """
 
 from __future__ import annotations

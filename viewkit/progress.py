@@ -28,7 +28,7 @@ def ticking(label: str, after: float = 2.0, every: float = 1.0, file=None):
             with tqdm(desc=f"{label}: {time.monotonic() - started:.0f} s", bar_format="{desc}", file=file) as bar:
                 while not done.wait(every):
                     bar.set_description_str(f"{label}: {time.monotonic() - started:.0f} s")
-                bar.set_description_str(f"{label}: done in {time.monotonic() - started:.0f} s")
+                bar.set_description_str(f"{label}: done in {time.monotonic() - started:.0f} s", refresh=False)
         finally:
             _showing.release()
 

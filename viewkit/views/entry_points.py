@@ -177,29 +177,26 @@ def rois(saliency: bool, chunk: int):
     return (_saliency_rois if saliency else _crop_rois)(1 + 3 * chunk)
 
 
+@kernel
+def _window_outputs(outs, out_shapes, out_ranks):
+    """The six [2] outputs of a rois kernel: (y, x) start and end of three windows."""
+    return (_array1(outs, out_shapes, out_ranks, 0, np.float32), _array1(outs, out_shapes, out_ranks, 1, np.float32),
+            _array1(outs, out_shapes, out_ranks, 2, np.float32), _array1(outs, out_shapes, out_ranks, 3, np.float32),
+            _array1(outs, out_shapes, out_ranks, 4, np.float32), _array1(outs, out_shapes, out_ranks, 5, np.float32))
+
+
 def _crop_rois(first: int):
     def crop_rois(outs, out_shapes, out_ranks, num_outs, ins, in_shapes, in_ranks, num_ins):
-        kernels.rois(_array1(outs, out_shapes, out_ranks, 0, np.float32),
-                     _array1(outs, out_shapes, out_ranks, 1, np.float32),
-                     _array1(outs, out_shapes, out_ranks, 2, np.float32),
-                     _array1(outs, out_shapes, out_ranks, 3, np.float32),
-                     _array1(outs, out_shapes, out_ranks, 4, np.float32),
-                     _array1(outs, out_shapes, out_ranks, 5, np.float32),
-                     _array2(ins, in_shapes, in_ranks, 0, np.int64), _array1(ins, in_shapes, in_ranks, 1, np.int64),
-                     _array1(ins, in_shapes, in_ranks, 2, np.int64), kernels.EMPTY_REGIONS, kernels.EMPTY_SCORES,
-                     first)
+        kernels.rois(*_window_outputs(outs, out_shapes, out_ranks), _array2(ins, in_shapes, in_ranks, 0, np.int64),
+                     _array1(ins, in_shapes, in_ranks, 1, np.int64), _array1(ins, in_shapes, in_ranks, 2, np.int64),
+                     kernels.EMPTY_REGIONS, kernels.EMPTY_SCORES, first)
     return crop_rois
 
 
 def _saliency_rois(first: int):
     def saliency_rois(outs, out_shapes, out_ranks, num_outs, ins, in_shapes, in_ranks, num_ins):
-        kernels.rois(_array1(outs, out_shapes, out_ranks, 0, np.float32),
-                     _array1(outs, out_shapes, out_ranks, 1, np.float32),
-                     _array1(outs, out_shapes, out_ranks, 2, np.float32),
-                     _array1(outs, out_shapes, out_ranks, 3, np.float32),
-                     _array1(outs, out_shapes, out_ranks, 4, np.float32),
-                     _array1(outs, out_shapes, out_ranks, 5, np.float32),
-                     _array2(ins, in_shapes, in_ranks, 0, np.int64), _array1(ins, in_shapes, in_ranks, 1, np.int64),
-                     _array1(ins, in_shapes, in_ranks, 2, np.int64), _array2(ins, in_shapes, in_ranks, 3, np.float32),
-                     _array1(ins, in_shapes, in_ranks, 4, np.float32), first)
+        kernels.rois(*_window_outputs(outs, out_shapes, out_ranks), _array2(ins, in_shapes, in_ranks, 0, np.int64),
+                     _array1(ins, in_shapes, in_ranks, 1, np.int64), _array1(ins, in_shapes, in_ranks, 2, np.int64),
+                     _array2(ins, in_shapes, in_ranks, 3, np.float32), _array1(ins, in_shapes, in_ranks, 4, np.float32),
+                     first)
     return saliency_rois
