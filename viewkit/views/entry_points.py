@@ -119,12 +119,25 @@ def setup_rois(out_shapes, out_ranks, num_outs, in_shapes, in_ranks, num_ins, nu
             _set_shape(out_shapes, num_samples, output, sample, (2,))
 
 
+@kernel
+def _spec_and_id(ins, in_shapes, in_ranks):
+    """Every kernel's first inputs: the spec [rows, columns] and the sample id [1]."""
+    return _array2(ins, in_shapes, in_ranks, 0, np.int64), _array1(ins, in_shapes, in_ranks, 1, np.int64)
+
+
+@kernel
+def _spec_id_shape(ins, in_shapes, in_ranks):
+    """The spec, the sample id and the image's [H, W, C] shape."""
+    spec, sample_id = _spec_and_id(ins, in_shapes, in_ranks)
+    return spec, sample_id, _array1(ins, in_shapes, in_ranks, 2, np.int64)
+
+
 def photometric(outs, out_shapes, out_ranks, num_outs, ins, in_shapes, in_ranks, num_ins):
     kernels.photometric(_array3(outs, out_shapes, out_ranks, 0, np.float32),
                         _array1(outs, out_shapes, out_ranks, 1, np.float32),
                         _array1(outs, out_shapes, out_ranks, 2, np.int32),
                         _array4(outs, out_shapes, out_ranks, 3, np.int16),
-                        _array2(ins, in_shapes, in_ranks, 0, np.int64), _array1(ins, in_shapes, in_ranks, 1, np.int64))
+                        *_spec_and_id(ins, in_shapes, in_ranks))
 
 
 def photometric_single(outs, out_shapes, out_ranks, num_outs, ins, in_shapes, in_ranks, num_ins):
@@ -132,28 +145,23 @@ def photometric_single(outs, out_shapes, out_ranks, num_outs, ins, in_shapes, in
                                _array1(outs, out_shapes, out_ranks, 1, np.float32),
                                _array1(outs, out_shapes, out_ranks, 2, np.int32),
                                _array3(outs, out_shapes, out_ranks, 3, np.int16),
-                               _array2(ins, in_shapes, in_ranks, 0, np.int64),
-                               _array1(ins, in_shapes, in_ranks, 1, np.int64))
+                               *_spec_and_id(ins, in_shapes, in_ranks))
 
 
 def view_table(outs, out_shapes, out_ranks, num_outs, ins, in_shapes, in_ranks, num_ins):
-    kernels.view_table(_array2(outs, out_shapes, out_ranks, 0, np.float32),
-                       _array2(ins, in_shapes, in_ranks, 0, np.int64), _array1(ins, in_shapes, in_ranks, 1, np.int64),
-                       _array1(ins, in_shapes, in_ranks, 2, np.int64))
+    kernels.view_table(_array2(outs, out_shapes, out_ranks, 0, np.float32), *_spec_id_shape(ins, in_shapes, in_ranks))
 
 
 def view_table_saliency(outs, out_shapes, out_ranks, num_outs, ins, in_shapes, in_ranks, num_ins):
     kernels.view_table_saliency(_array2(outs, out_shapes, out_ranks, 0, np.float32),
-                                _array2(ins, in_shapes, in_ranks, 0, np.int64),
-                                _array1(ins, in_shapes, in_ranks, 1, np.int64),
-                                _array1(ins, in_shapes, in_ranks, 2, np.int64),
+                                *_spec_id_shape(ins, in_shapes, in_ranks),
                                 _array2(ins, in_shapes, in_ranks, 3, np.float32),
                                 _array1(ins, in_shapes, in_ranks, 4, np.float32))
 
 
 def swap(outs, out_shapes, out_ranks, num_outs, ins, in_shapes, in_ranks, num_ins):
     kernels.swap(_array2(outs, out_shapes, out_ranks, 0, np.int32), _array2(outs, out_shapes, out_ranks, 1, np.int32),
-                 _array2(ins, in_shapes, in_ranks, 0, np.int64), _array1(ins, in_shapes, in_ranks, 1, np.int64))
+                 *_spec_and_id(ins, in_shapes, in_ranks))
 
 
 _compiled: dict = {}
@@ -187,16 +195,14 @@ def _window_outputs(outs, out_shapes, out_ranks):
 
 def _crop_rois(first: int):
     def crop_rois(outs, out_shapes, out_ranks, num_outs, ins, in_shapes, in_ranks, num_ins):
-        kernels.rois(*_window_outputs(outs, out_shapes, out_ranks), _array2(ins, in_shapes, in_ranks, 0, np.int64),
-                     _array1(ins, in_shapes, in_ranks, 1, np.int64), _array1(ins, in_shapes, in_ranks, 2, np.int64),
+        kernels.rois(*_window_outputs(outs, out_shapes, out_ranks), *_spec_id_shape(ins, in_shapes, in_ranks),
                      kernels.EMPTY_REGIONS, kernels.EMPTY_SCORES, first)
     return crop_rois
 
 
 def _saliency_rois(first: int):
     def saliency_rois(outs, out_shapes, out_ranks, num_outs, ins, in_shapes, in_ranks, num_ins):
-        kernels.rois(*_window_outputs(outs, out_shapes, out_ranks), _array2(ins, in_shapes, in_ranks, 0, np.int64),
-                     _array1(ins, in_shapes, in_ranks, 1, np.int64), _array1(ins, in_shapes, in_ranks, 2, np.int64),
+        kernels.rois(*_window_outputs(outs, out_shapes, out_ranks), *_spec_id_shape(ins, in_shapes, in_ranks),
                      _array2(ins, in_shapes, in_ranks, 3, np.float32), _array1(ins, in_shapes, in_ranks, 4, np.float32),
                      first)
     return saliency_rois
