@@ -9,6 +9,7 @@ which kernel has which types, and the operator construction.
 from __future__ import annotations
 
 from nvidia.dali import types
+from nvidia.dali.plugin.numba.experimental import NumbaFunction
 
 from viewkit.views import entry_points
 
@@ -28,24 +29,16 @@ KERNELS = {  # name: run, setup, out types, outs ndim, in types, ins ndim
     "crop_rois": (None, entry_points.setup_rois, *_ROIS_OUT, [_I64] * 3, [2, 1, 1]),
     "saliency_rois": (None, entry_points.setup_rois, *_ROIS_OUT, [_I64] * 3 + _SIDE[0], [2, 1, 1] + _SIDE[1]),
 }
-_operator_class = None
 
 
-def _numba_operator():
-    """DALI's NumbaFunction, given compiled entry points instead of compiling its own."""
-    global _operator_class
-    if _operator_class is None:
-        from nvidia.dali.plugin.numba.experimental import NumbaFunction
+class _CompiledFunction(NumbaFunction):
+    """DALI's numba operator, given the cached entry points instead of compiling its own."""
 
-        class CompiledFunction(NumbaFunction):
-            def _get_run_fn_cpu(self, run_fn, out_types, in_types, outs_ndim, ins_ndim, batch_processing):
-                return entry_points.compiled(run_fn).address
+    def _get_run_fn_cpu(self, run_fn, out_types, in_types, outs_ndim, ins_ndim, batch_processing):
+        return entry_points.compiled(run_fn).address
 
-            def _get_setup_fn_cpu(self, setup_fn):
-                return entry_points.compiled(setup_fn, setup=True).address
-
-        _operator_class = CompiledFunction
-    return _operator_class
+    def _get_setup_fn_cpu(self, setup_fn):
+        return entry_points.compiled(setup_fn, setup=True).address
 
 
 def call(name: str, *inputs):
@@ -55,6 +48,6 @@ def call(name: str, *inputs):
     run, setup, out_types, outs_ndim, in_types, ins_ndim = KERNELS[kind]
     if chunk:
         run = entry_points.rois(kind == "saliency_rois", int(chunk))
-    operator = _numba_operator()(run_fn=run, setup_fn=setup, out_types=out_types, outs_ndim=outs_ndim,
+    operator = _CompiledFunction(run_fn=run, setup_fn=setup, out_types=out_types, outs_ndim=outs_ndim,
                                  in_types=in_types, ins_ndim=ins_ndim, batch_processing=False)
     return operator(*inputs)
