@@ -31,7 +31,7 @@ KERNELS = {  # name: run, setup, out types, outs ndim, in types, ins ndim
 }
 
 
-class _CompiledFunction(NumbaFunction):
+class NumbaKernel(NumbaFunction):
     """DALI's numba operator, given the cached entry points instead of compiling its own."""
 
     def _get_run_fn_cpu(self, run_fn, out_types, in_types, outs_ndim, ins_ndim, batch_processing):
@@ -48,6 +48,6 @@ def call(name: str, *inputs):
     run, setup, out_types, outs_ndim, in_types, ins_ndim = KERNELS[kind]
     if chunk:
         run = entry_points.rois(kind == "saliency_rois", int(chunk))
-    operator = _CompiledFunction(run_fn=run, setup_fn=setup, out_types=out_types, outs_ndim=outs_ndim,
+    operator = NumbaKernel(run_fn=run, setup_fn=setup, out_types=out_types, outs_ndim=outs_ndim,
                                  in_types=in_types, ins_ndim=ins_ndim, batch_processing=False)
     return operator(*inputs)
