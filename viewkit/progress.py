@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 _showing = threading.Lock()
 
+
 @contextlib.contextmanager
 def ticking(label: str, after: float = 2.0, every: float = 1.0, file=None):
     done = threading.Event()

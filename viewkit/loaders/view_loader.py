@@ -146,7 +146,8 @@ class ViewLoader:
     def _start(self) -> None:
         ahead = self._ahead
         # silent unless it takes seconds, as on the first run after an install
-        with ticking("building the view pipeline (compiling its kernels on the first run after an install)") if self.rank == 0 else contextlib.nullcontext():
+        label = "building the view pipeline (compiling its kernels on the first run after an install)"
+        with ticking(label) if self.rank == 0 else contextlib.nullcontext():
             if ahead is not None and ahead[0] == self.epoch and ahead[1] is self.side_data and self._checkpoint is None:
                 self._ahead = None
                 self._pipe, self._names = ahead[2].result()
