@@ -5,6 +5,7 @@ and how long does it take?
         [--json docs/measurements/demo.jsonl]
 
 Runs the demo as a user does (`viewkit demo --out TMP --seed S`), one seed after another,
+each as the first run after an install (an empty numba cache: the view kernels compile),
 and appends one JSON line per run: kNN top-1 (k 200) of the pretrained and the random-init
 network on the held-out scenes, the lead, the demo's wall time and its disk use, the machine.
 `--note` says what else ran on the machine; times are only comparable with cores idle.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -36,11 +38,12 @@ def main() -> int:
     for seed in args.seeds:
         with tempfile.TemporaryDirectory(prefix="viewkit-demo-") as folder:
             command = ["viewkit", "demo", "--out", folder, "--seed", str(seed), "--threads", str(args.threads)]
-            subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           env={**os.environ, "NUMBA_CACHE_DIR": str(Path(folder) / "numba-cache")})
             summary = json.loads((Path(folder) / "summary.json").read_text())
         record = {"name": "demo", "date": date.today().isoformat(), "git": git, **summary,
                   "lead": round(summary["knn_trained"] - summary["knn_random"], 4), "threads": args.threads,
-                  "note": args.note, "command": " ".join(command[:2] + command[4:]), "machine": machine()}
+                  "note": args.note, "numba_cache": "empty", "command": " ".join(command[:2] + command[4:]), "machine": machine()}
         args.json.parent.mkdir(parents=True, exist_ok=True)
         with open(args.json, "a") as f:
             f.write(json.dumps(record) + "\n")

@@ -132,14 +132,14 @@ def engine_rows() -> list[str]:
 
 def demo_rows() -> list[str]:
     rows = ["| file | date | git | seed | scenes (held out) | epochs | threads | pretrained kNN | random-init kNN | lead | "
-            "seconds | MB | machine | what else ran |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+            "seconds | MB | kernel cache | machine | what else ran |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, r in _lines("*.jsonl"):
         if r.get("name") == "demo":
             rows.append(f"| {name} | {r['date']} | {r['git'][:12]} | {r['seed']} | {r['images']} ({r['held_out']}) | "
                         f"{r['epochs']} | {r['threads'] or 'all'} | "
                         f"{r['knn_trained']:.3f} | {r['knn_random']:.3f} | {100 * r['lead']:+.1f} | {r['seconds']:.0f} | "
-                        f"{r['megabytes']:.0f} | {_machine(r)} | {r['note'] or 'nothing'} |")
+                        f"{r['megabytes']:.0f} | {r.get('numba_cache', '-')} | {_machine(r)} | {r['note'] or 'nothing'} |")
     return rows
 
 
@@ -165,7 +165,9 @@ def render() -> str:
         "",
         "`python benchmarks/demo_check.py --seeds S...`: `viewkit demo` as a user runs it, per seed: kNN top-1 "
         "(k 200) on the held-out scenes of the pretrained and the random-init ResNet-18, the lead in points, "
-        "the demo's wall time and disk use. Times compare only between runs with nothing else on the machine.",
+        "the demo's wall time and disk use. Times compare only between runs with nothing else on the machine. "
+        "Kernel cache \"empty\": the run compiled the view kernels, as the first run after an install does "
+        "(runs before that column compiled DALI's wrappers around them in every process).",
         "",
         *demo_rows(),
         "",
