@@ -32,9 +32,14 @@ def _machine(record: dict) -> str:
     return f"{machine.get('cores', '?')} cores{gpu}"
 
 
+def _header(line: str) -> list[str]:
+    """A table's header line and its separator."""
+    return [line, "|" + " --- |" * (line.count("|") - 1)]
+
+
 def graph_rows() -> list[str]:
-    rows = ["| file | date | git | recipe | graph | CPU ops | GPU ops | host stage core-ms/sample | floor (reader + shapes) | "
-            "parameters | batch, threads | machine |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    rows = _header("| file | date | git | recipe | graph | CPU ops | GPU ops | host stage core-ms/sample | "
+                   "floor (reader + shapes) | parameters | batch, threads | machine |")
     for name, r in _lines("*.jsonl"):
         if r.get("name") == "graph":
             rows.append(f"| {name} | {r.get('date', '-')} | {r.get('git') or '-'} | `{r['recipe']}` | {r['device']} | {r['cpu']} | {r['gpu']} | "
@@ -44,8 +49,8 @@ def graph_rows() -> list[str]:
 
 
 def view_rows() -> list[str]:
-    rows = ["| file | date | git | recipe | device | workers | batch | viewkit samples/s | baseline samples/s | ratio | "
-            "baseline blur | machine |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    rows = _header("| file | date | git | recipe | device | workers | batch | viewkit samples/s | "
+                   "baseline samples/s | ratio | baseline blur | machine |")
     for name, r in _lines("*.jsonl"):
         if "summary" in r and "viewkit" in r["summary"]:
             baseline = r["summary"].get("baseline", {}).get("samples_per_s")
@@ -58,8 +63,7 @@ def view_rows() -> list[str]:
 
 
 def stall_rows() -> list[str]:
-    rows = ["| file | method | device | batch | data stall | real data / in-memory ceiling | machine |",
-            "| --- | --- | --- | --- | --- | --- | --- |"]
+    rows = _header("| file | method | device | batch | data stall | real data / in-memory ceiling | machine |")
     for name, r in _lines("*.jsonl"):
         if "stall" in r and "train" in r:
             rows.append(f"| {name} | {r['train']} | {r['device']} | {r['batch_size']} | {r['stall']:.1%} | "
@@ -68,8 +72,7 @@ def stall_rows() -> list[str]:
 
 
 def checksum_rows() -> list[str]:
-    rows = ["| file | shards | MB | hash MB/s | share of a first epoch | ImageNet (140 GB) seconds | command |",
-            "| --- | --- | --- | --- | --- | --- | --- |"]
+    rows = _header("| file | shards | MB | hash MB/s | share of a first epoch | ImageNet (140 GB) seconds | command |")
     for name, r in _lines("checksum-cost*.jsonl"):
         rows.append(f"| {name} | {r['shards']} | {r['bytes'] / 1e6:.0f} | {r['hash_mb_per_s']:.0f} | "
                     f"{r['hash_share_of_first_epoch']:.1%} | {r['imagenet_140gb_hash_seconds']:.0f} | `{r['command']}` |")
@@ -77,8 +80,8 @@ def checksum_rows() -> list[str]:
 
 
 def boundary_rows() -> list[str]:
-    rows = ["| file | date | first batch, built ahead (ms) | on demand (ms) | other batches (ms) | extra at the boundary (ms) "
-            "| command |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    rows = _header("| file | date | first batch, built ahead (ms) | on demand (ms) | other batches (ms) | "
+                   "extra at the boundary (ms) | command |")
     for name, r in _lines("epoch-boundary*.jsonl"):
         rows.append(f"| {name} | {r['date']} | {r['first_batch_ms_built_ahead']:.0f} | {r['first_batch_ms_on_demand']:.0f} | "
                     f"{r['other_batch_ms']:.0f} | {r['boundary_extra_ms']:.0f} | `{r['command']}` |")
@@ -86,8 +89,7 @@ def boundary_rows() -> list[str]:
 
 
 def saliency_rows() -> list[str]:
-    rows = ["| file | arch | device | px | images | images/s | overlap speed-up | regions per image | machine |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    rows = _header("| file | arch | device | px | images | images/s | overlap speed-up | regions per image | machine |")
     for name, r in _lines("*.jsonl"):
         if r.get("saliency") is True:
             rows.append(f"| {name} | {r['arch']} | {r['device']} | {r['resolution']} | {r['images']} | "
@@ -96,8 +98,8 @@ def saliency_rows() -> list[str]:
 
 
 def saliency_rank_rows() -> list[str]:
-    rows = ["| file | date | arch | px | images | cores | 1 process (s) | 2 processes (s) | speed-up | same counts | "
-            "largest score difference |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    rows = _header("| file | date | arch | px | images | cores | 1 process (s) | 2 processes (s) | speed-up | "
+                   "same counts | largest score difference |")
     for name, r in _lines("*.jsonl"):
         if r.get("name") == "saliency-ranks":
             rows.append(f"| {name} | {r['date']} | {r['arch']} | {r['resolution']} | {r['images']} | {r['cores']} | "
@@ -107,8 +109,8 @@ def saliency_rank_rows() -> list[str]:
 
 
 def gpu_learning_rows() -> list[str]:
-    rows = ["| file | method | schedule | epochs | minutes | kNN top-1 | random-init kNN | linear top-1 | "
-            "random-init linear | runs side by side |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    rows = _header("| file | method | schedule | epochs | minutes | kNN top-1 | random-init kNN | linear top-1 | "
+                   "random-init linear | runs side by side |")
     for name, r in _lines("*.jsonl"):
         if r.get("stage") == "learning":
             rows.append(f"| {name} | {r['method']} | {r['schedule']} | {r['epochs']} | {r['minutes']} | "
@@ -118,9 +120,9 @@ def gpu_learning_rows() -> list[str]:
 
 
 def engine_rows() -> list[str]:
-    rows = ["| file | date | inputs | workers | local inputs/s | Ray inputs/s | Ray / local time | Ray start (s) | "
-            "same bytes | ImageNet-21k hours, CPU only, on 1 / 4 / 16 nodes of 16 cores | command |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    rows = _header("| file | date | inputs | workers | local inputs/s | Ray inputs/s | Ray / local time | "
+                   "Ray start (s) | same bytes | ImageNet-21k hours, CPU only, on 1 / 4 / 16 nodes of 16 cores | "
+                   "command |")
     for name, r in _lines("*.jsonl"):
         if r.get("name") == "shard-engines":
             hours = r["imagenet21k_hours_by_nodes_of_16_cores"]
@@ -131,9 +133,8 @@ def engine_rows() -> list[str]:
 
 
 def demo_rows() -> list[str]:
-    rows = ["| file | date | git | seed | scenes (held out) | epochs | threads | pretrained kNN | random-init kNN | lead | "
-            "seconds | MB | kernel cache | machine | what else ran |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    rows = _header("| file | date | git | seed | scenes (held out) | epochs | threads | pretrained kNN | "
+                   "random-init kNN | lead | seconds | MB | kernel cache | machine | what else ran |")
     for name, r in _lines("*.jsonl"):
         if r.get("name") == "demo":
             rows.append(f"| {name} | {r['date']} | {r['git'][:12]} | {r['seed']} | {r['images']} ({r['held_out']}) | "
@@ -144,8 +145,8 @@ def demo_rows() -> list[str]:
 
 
 def first_batch_rows() -> list[str]:
-    rows = ["| file | date | recipe | imports (s) | first batch, cache empty (s) | cache filled (s) | filled / empty | "
-            "machine | command |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    rows = _header("| file | date | recipe | imports (s) | first batch, cache empty (s) | cache filled (s) | "
+                   "filled / empty | machine | command |")
     for name, r in _lines("first-batch*.jsonl"):
         rows.append(f"| {name} | {r['date']} | {r['recipe']} | {r['imports_s']:.1f} | {r['first_batch_s_cache_empty']:.1f} "
                     f"| {r['first_batch_s_cache_filled']:.1f} | "
