@@ -33,8 +33,9 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=ROOT / "docs" / "measurements" / "demo.jsonl")
     args = parser.parse_args()
     from viewkit.tools.bench import machine
+    from viewkit.trainer.checkpoint import git_revision
 
-    git = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    git = git_revision()
     for seed in args.seeds:
         with tempfile.TemporaryDirectory(prefix="viewkit-demo-") as folder:
             command = ["viewkit", "demo", "--out", folder, "--seed", str(seed), "--threads", str(args.threads)]

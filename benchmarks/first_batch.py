@@ -49,6 +49,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--json", help="append one line per recipe to this .jsonl file")
     args = parser.parse_args()
+    from viewkit.tools.bench import machine
+    from viewkit.trainer.checkpoint import git_revision
+
     with tempfile.TemporaryDirectory() as scratch:
         filled = os.path.join(scratch, "filled")
         for recipe in args.recipes:
@@ -63,10 +66,11 @@ def main() -> None:
             print(f"{recipe:16} imports {imports:5.1f} s   first batch: cache empty {empty:5.1f} s, "
                   f"filled {warm:5.1f} s   filled / empty {warm / empty:.3f}")
             if args.json:
-                record = {"name": "first-batch", "date": time.strftime("%Y-%m-%d", time.gmtime()), "recipe": recipe,
+                record = {"name": "first-batch", "date": time.strftime("%Y-%m-%d", time.gmtime()),
+                          "git": git_revision(), "recipe": recipe,
                           "rounds": args.rounds, "imports_s": round(imports, 2), "first_batch_s_cache_empty":
                           round(empty, 2), "first_batch_s_cache_filled": round(warm, 2),
-                          "machine": {"cores": os.cpu_count()},
+                          "machine": machine(),
                           "command": f"python benchmarks/first_batch.py SHARDS --recipes {recipe} "
                                      f"--rounds {args.rounds}"}
                 with open(args.json, "a") as f:
