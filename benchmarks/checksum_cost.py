@@ -22,6 +22,7 @@ from pathlib import Path
 from viewkit import ViewLoader, recipes
 from viewkit.loaders import dataset
 from viewkit.shards import format as fmt
+from viewkit.shards.manifest import read_manifest
 
 MEASUREMENTS = Path(__file__).resolve().parents[1] / "docs" / "measurements" / "checksum-cost.jsonl"
 
@@ -36,7 +37,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
 
-    manifest = fmt.read_manifest(args.shards)
+    manifest = read_manifest(args.shards)
     total_bytes = sum(s["bytes"] for s in manifest["shards"])
     for shard in manifest["shards"]:  # warm the page cache for both sides alike
         fmt.sha256_file(Path(manifest["root"]) / shard["tar"])

@@ -10,6 +10,7 @@ from tests.conftest import shared
 from viewkit import ViewLoader, recipes
 from viewkit.loaders import RegionTable
 from viewkit.shards import format as fmt
+from viewkit.shards.manifest import read_manifest
 
 SMALL = dict(global_size=32, local_size=16)
 
@@ -54,7 +55,7 @@ def test_drop_last_drops_only_a_tail(embedded_shards):
 
 
 def test_labels_and_sizes_are_the_samples_own(embedded_shards):
-    manifest = fmt.read_manifest(embedded_shards)
+    manifest = read_manifest(embedded_shards)
     import webdataset as wds
     import json
 
@@ -163,7 +164,7 @@ def test_side_data_follows_its_sample_under_shuffling(embedded_shards):
 def test_bad_input_is_named_before_the_first_batch(embedded_shards, tmp_path):
     copy = tmp_path / "ds"
     shutil.copytree(embedded_shards, copy)
-    manifest = fmt.read_manifest(copy)
+    manifest = read_manifest(copy)
     with pytest.raises(ValueError, match="larger than a rank's share"):
         loader(copy, batch_size=61)
     with pytest.raises(ValueError, match="unknown recipe"):
@@ -214,7 +215,7 @@ def test_foreign_shards_are_refused_with_the_fix():
 def test_undecodable_sample_is_named(embedded_shards, tmp_path):
     copy = tmp_path / "ds"
     shutil.copytree(embedded_shards, copy)
-    shard = fmt.read_manifest(copy)["shards"][1]
+    shard = read_manifest(copy)["shards"][1]
     _, offset, _, name = fmt.parse_index(copy / shard["index"])[3][0]
     with open(copy / shard["tar"], "r+b") as f:  # same size, same index: only decoding can tell
         f.seek(offset)

@@ -9,6 +9,7 @@ import pytest
 from viewkit import ViewLoader, recipes
 from viewkit.loaders import dataset
 from viewkit.shards import format as fmt
+from viewkit.shards.manifest import read_manifest
 
 
 @pytest.fixture
@@ -23,19 +24,22 @@ def _loader(shards, **kwargs):
 
 def test_a_count_that_disagrees_with_the_index_is_refused(copy_of):
     manifest = json.loads((copy_of / fmt.MANIFEST_NAME).read_text())
-    manifest["shards"][1]["samples"] += 1  # would deliver a sample twice, marked valid
+    last = manifest["shards"][-1]
+    last["samples"] += 1  # would deliver a sample twice, marked valid; the counts still add up
     manifest["num_samples"] += 1
+    manifest["num_inputs"] += 1
+    last["inputs"][1] += 1
     (copy_of / fmt.MANIFEST_NAME).write_text(json.dumps(manifest))
-    with pytest.raises(ValueError, match=rf"{manifest['shards'][1]['index']}: holds 16 samples, .* says 17"):
+    with pytest.raises(ValueError, match=rf"{last['index']}: holds 12 samples, .* says 13"):
         _loader(copy_of)
-    manifest["shards"][1]["samples"] -= 1  # now only the total is off
+    last["samples"] -= 1  # now only the total is off: the manifest itself is refused, naming the field
     (copy_of / fmt.MANIFEST_NAME).write_text(json.dumps(manifest))
-    with pytest.raises(ValueError, match="num_samples is 61, its shards hold 60"):
+    with pytest.raises(ValueError, match="dataset.json: num_samples: 61, but the shards hold 60"):
         _loader(copy_of)
 
 
 def test_changed_bytes_are_caught_by_verify_checksums_once_per_process(copy_of, monkeypatch):
-    shard = fmt.read_manifest(copy_of)["shards"][2]
+    shard = read_manifest(copy_of)["shards"][2]
     _, offset, size, _ = fmt.parse_index(copy_of / shard["index"])[3][0]
     with open(copy_of / shard["tar"], "r+b") as f:  # a few flipped bytes inside a JPEG: DALI decodes it anyway
         f.seek(offset + size // 2)
@@ -52,7 +56,7 @@ def test_each_shard_is_hashed_once_per_process(embedded_shards, monkeypatch):
     monkeypatch.setattr(fmt, "sha256_file", lambda path: hashed.append(path) or sha256_file(path))
     for _ in range(3):  # e.g. a loader per epoch, and one per evaluation
         _loader(embedded_shards, verify_checksums=True)
-    assert len(hashed) == len(set(hashed)) == len(fmt.read_manifest(embedded_shards)["shards"])
+    assert len(hashed) == len(set(hashed)) == len(read_manifest(embedded_shards)["shards"])
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -168,12 +168,13 @@ def test_gt_source_equals_pycocotools(coco_source, coco_source_shards):
     import webdataset as wds
 
     from viewkit.shards import format as fmt
+    from viewkit.shards.manifest import read_manifest
 
     coco_shards = coco_source_shards
     with contextlib.redirect_stdout(io.StringIO()):
         coco = COCO(str(coco_source[1]))
     boxes, scores, counts = gt_regions(coco_shards, top_k=50)
-    manifest = fmt.read_manifest(coco_shards)
+    manifest = read_manifest(coco_shards)
     for sample in wds.WebDataset([str(coco_shards / s["tar"]) for s in manifest["shards"]], shardshuffle=False):
         meta = json.loads(sample["json"])
         info = coco.imgs[meta["image_id"]]

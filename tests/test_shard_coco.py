@@ -10,6 +10,7 @@ from pycocotools.coco import COCO
 
 from tests.conftest import shared
 from viewkit.shards import format as fmt
+from viewkit.shards.manifest import read_manifest
 from viewkit.shards import sources
 from viewkit.shards.writer import ShardOptions, write_dataset
 
@@ -21,7 +22,7 @@ def load_coco(annotations) -> COCO:
 
 def test_boxes_equal_pycocotools(coco_source, coco_source_shards):
     coco = load_coco(coco_source[1])
-    manifest = fmt.read_manifest(coco_source_shards)
+    manifest = read_manifest(coco_source_shards)
     cat_ids = sorted(coco.getCatIds())
     assert [c["id"] for c in manifest["classes"]] == cat_ids
     assert manifest["num_samples"] == len(coco.getImgIds())

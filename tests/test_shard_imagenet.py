@@ -10,19 +10,20 @@ import pytest
 import webdataset as wds
 
 from viewkit.shards import format as fmt
+from viewkit.shards.manifest import read_manifest
 from viewkit.shards import sources
 from viewkit.shards.writer import ShardOptions, write_dataset
 
 
 def read_samples(root: Path) -> list[dict]:
-    manifest = fmt.read_manifest(root)
+    manifest = read_manifest(root)
     urls = [str(root / s["tar"]) for s in manifest["shards"]]
     return list(wds.WebDataset(urls, shardshuffle=False))
 
 
 def test_counts_labels_and_classes(imagenet_source, imagenet_shards):
     src = imagenet_source / "train"
-    manifest = fmt.read_manifest(imagenet_shards)
+    manifest = read_manifest(imagenet_shards)
     wnids = sorted(p.name for p in src.iterdir())
     assert manifest["num_samples"] == 200 and manifest["num_rejected"] == 0
     assert [c["id"] for c in manifest["classes"]] == wnids
@@ -39,7 +40,7 @@ def test_counts_labels_and_classes(imagenet_source, imagenet_shards):
 
 
 def test_globally_shuffled_equal_shards(imagenet_shards):
-    manifest = fmt.read_manifest(imagenet_shards)
+    manifest = read_manifest(imagenet_shards)
     assert [s["samples"] for s in manifest["shards"]] == [48, 48, 48, 48, 8]
     labels = [int(s["cls"]) for s in read_samples(imagenet_shards)]
     # Sorted input (label order) must not survive: the first shard spans the label range.
@@ -61,7 +62,7 @@ def test_passthrough_bytes_are_untouched(imagenet_source, imagenet_shards):
 def test_index_files_equal_wds2idx(imagenet_shards, tmp_path):
     if shutil.which("wds2idx") is None:
         pytest.skip("DALI's wds2idx script is not on PATH")
-    for shard in fmt.read_manifest(imagenet_shards)["shards"]:
+    for shard in read_manifest(imagenet_shards)["shards"]:
         theirs = tmp_path / shard["index"]
         subprocess.run(["wds2idx", str(imagenet_shards / shard["tar"]), str(theirs)], check=True, capture_output=True)
         assert theirs.read_bytes() == (imagenet_shards / shard["index"]).read_bytes()
@@ -80,7 +81,7 @@ def test_same_seed_same_bytes_other_seed_other_order(imagenet_source, tmp_path):
 def test_dali_reads_the_shards(imagenet_shards):
     from nvidia.dali import fn, pipeline_def, types
 
-    manifest = fmt.read_manifest(imagenet_shards)
+    manifest = read_manifest(imagenet_shards)
 
     @pipeline_def(batch_size=50, num_threads=2, device_id=None)
     def read():

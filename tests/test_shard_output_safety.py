@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from viewkit.shards import format as fmt
+from viewkit.shards.manifest import read_manifest
 from viewkit.shards import sources
 from viewkit.shards.outdir import writer_lock
 from viewkit.shards.writer import ShardOptions, samples_per_shard, write_dataset
@@ -116,7 +117,7 @@ def test_shard_size_takes_units(embedded_source, tmp_path):
     assert main(["shard", "folder", embedded_source["images"], str(out), "--shard-size", "64KB", "--quiet",
                  "--workers", "1"]) == 0
     expected = samples_per_shard(sources.folder_items(embedded_source["images"]), ShardOptions(shard_size=64_000))
-    assert 1 < fmt.read_manifest(out)["samples_per_shard"] == expected
+    assert 1 < read_manifest(out)["samples_per_shard"] == expected
 
 
 def test_empty_and_all_rejected_inputs_end_in_one_line(tmp_path, capsys):

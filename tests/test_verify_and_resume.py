@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from viewkit.shards import format as fmt
+from viewkit.shards.manifest import read_manifest
 from viewkit.shards import sources
 from viewkit.shards.verify import verify_dataset
 from viewkit.shards.writer import JOURNAL_NAME, ShardOptions, write_dataset
@@ -30,7 +31,7 @@ def test_sound_dataset_verifies(embedded_shards, capsys):
 
 
 def test_flipped_byte_names_shard_and_key(copy_of, capsys):
-    shard = fmt.read_manifest(copy_of)["shards"][1]
+    shard = read_manifest(copy_of)["shards"][1]
     sample = fmt.parse_index(copy_of / shard["index"])[5]
     _, offset, size, name = sample[0]  # the jpg member
     with open(copy_of / shard["tar"], "r+b") as f:
@@ -47,7 +48,7 @@ def test_flipped_byte_names_shard_and_key(copy_of, capsys):
 
 
 def test_undecodable_image_is_named(copy_of):
-    shard = fmt.read_manifest(copy_of)["shards"][0]
+    shard = read_manifest(copy_of)["shards"][0]
     _, offset, size, name = fmt.parse_index(copy_of / shard["index"])[2][0]
     with open(copy_of / shard["tar"], "r+b") as f:
         f.seek(offset)
@@ -57,7 +58,7 @@ def test_undecodable_image_is_named(copy_of):
 
 
 def test_stale_index_and_missing_shard(copy_of):
-    manifest = fmt.read_manifest(copy_of)
+    manifest = read_manifest(copy_of)
     first, second = manifest["shards"][0], manifest["shards"][1]
     shutil.copy(copy_of / second["index"], copy_of / first["index"])  # an index of another tar
     (copy_of / manifest["shards"][2]["tar"]).unlink()
@@ -117,7 +118,7 @@ def test_rerun_is_a_no_op_and_other_options_need_overwrite(embedded_source, embe
 
 
 def test_manifest_records_everything(embedded_shards):
-    manifest = fmt.read_manifest(embedded_shards)
+    manifest = read_manifest(embedded_shards)
     assert manifest["num_inputs"] == manifest["num_samples"] + manifest["num_rejected"] == 60
     assert [c["name"] for c in manifest["classes"]] == sorted(["disk", "square", "triangle", "star", "ring", "cross"])
     for shard in manifest["shards"]:

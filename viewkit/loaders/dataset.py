@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from viewkit.shards import format as fmt
+from viewkit.shards.manifest import read_manifest
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ def open_dataset(path: str | os.PathLike, *, verify_checksums: bool = False, par
     manifest_path = path / fmt.MANIFEST_NAME if path.is_dir() else path
     if manifest_path.name != fmt.MANIFEST_NAME or not manifest_path.exists():
         raise FileNotFoundError(fmt.not_a_dataset(path))
-    manifest = fmt.read_manifest(manifest_path)
+    manifest = read_manifest(manifest_path)
     root = Path(manifest["root"])
     if manifest["num_samples"] == 0 or not manifest["shards"]:
         raise ValueError(f"{manifest_path}: the dataset is empty (0 samples; see {root / fmt.REJECTED_NAME})")

@@ -10,7 +10,7 @@ import json
 import os
 from pathlib import Path
 
-from viewkit.writes import writing
+from viewkit.writes import open_new, writing
 
 FORMAT_NAME = "viewkit-wds"
 FORMAT_VERSION = 1
@@ -94,8 +94,8 @@ def write_json_atomic(path: str | os.PathLike, value, indent: int | None = 2) ->
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     try:
-        with writing(path):
-            tmp.write_text(json.dumps(value, indent=indent, sort_keys=True) + "\n")
+        with writing(path), open_new(tmp, "w") as f:
+            f.write(json.dumps(value, indent=indent, sort_keys=True) + "\n")
     except OSError:
         tmp.unlink(missing_ok=True)
         raise
@@ -111,25 +111,3 @@ def not_a_dataset(path: Path) -> str:
         return (f"{path} holds tars without a viewkit manifest (dataset.json): shards from other "
                 "tools lack the id/label components and indices; run `viewkit shard` on the images")
     return f"{path}: no viewkit dataset (dataset.json) here; make one with `viewkit shard`"
-
-
-def read_manifest(root: str | os.PathLike) -> dict:
-    """Loads OUT/dataset.json (or the file itself), checking format and version."""
-    path = Path(root)
-    if path.is_dir():
-        path = path / MANIFEST_NAME
-    if path.name != MANIFEST_NAME or not path.exists():
-        raise FileNotFoundError(not_a_dataset(Path(root)))
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: manifest is not valid JSON ({e})") from None
-    if manifest.get("format") != FORMAT_NAME:
-        raise ValueError(f"{path}: format {manifest.get('format')!r}, expected {FORMAT_NAME!r}")
-    if manifest.get("version") != FORMAT_VERSION:
-        raise ValueError(
-            f"{path}: format version {manifest.get('version')}, this viewkit reads "
-            f"{FORMAT_VERSION}; re-shard with this version"
-        )
-    manifest["root"] = str(path.parent.resolve())
-    return manifest

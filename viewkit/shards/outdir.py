@@ -110,3 +110,44 @@ def damaged_shards(out: Path, manifest: dict, check_hashes: bool = False) -> lis
             continue
         damaged.append((position, why))
     return damaged
+
+
+def _written_names(prefix: str) -> re.Pattern:
+    """Every name a run with shard prefix `prefix` writes in OUT, temporaries included."""
+    shard = re.escape(prefix) + r"-\d{6}\.(tar|idx)"
+    ours = "|".join(re.escape(n) for n in (fmt.MANIFEST_NAME, fmt.REJECTED_NAME, JOURNAL_NAME))
+    return re.compile(rf"({shard}|{ours})(\.tmp)?")
+
+
+def refuse_links(out: Path, prefix: str) -> None:
+    """A link named like a file this run writes is refused before anything is read or written:
+    writing there would overwrite the link's target, wherever it is."""
+    names = _written_names(prefix)
+    links = sorted(p.name for p in out.iterdir() if p.is_symlink() and names.fullmatch(p.name))
+    if links:
+        raise ValueError(f"{out}: {_listed(links)} {'is a link' if len(links) == 1 else 'are links'} where viewkit "
+                         "writes its own files; it never writes through links: remove "
+                         f"{'it' if len(links) == 1 else 'them'} or choose another output folder")
+
+
+def refuse_foreign_files(out: Path, prefix: str, max_shards: int) -> None:
+    """Files a new run would write over (shards numbered below `max_shards`, its other files),
+    when no manifest or journal says a viewkit run made them."""
+    if (out / JOURNAL_NAME).exists() or (out / fmt.MANIFEST_NAME).exists():
+        return
+    names = _written_names(prefix)
+
+    def would_write(name: str) -> bool:
+        if not names.fullmatch(name) or name.startswith(JOURNAL_NAME):
+            return False
+        number = name[len(prefix) + 1 : len(prefix) + 7]
+        return not name.startswith(prefix + "-") or not number.isdigit() or int(number) < max_shards
+
+    foreign = sorted(p.name for p in out.iterdir() if would_write(p.name))
+    if foreign:
+        raise ValueError(f"{out}: holds {_listed(foreign)}, named like the files this run writes, and no viewkit "
+                         "manifest or journal names them; move them away or choose another output folder")
+
+
+def _listed(names: list[str], shown: int = 3) -> str:
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")

@@ -32,7 +32,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from viewkit.shards import format as fmt
-from viewkit.shards.samples import prepare_file, prepare_tasks, sample_components, write_one_shard
+from viewkit.shards.samples import prepare_file, prepare_tasks, verdicts, write_one_shard
 
 _DECIDE_CHUNK = 256  # inputs per decide task: a task's overhead (milliseconds) well under its work
 
@@ -72,7 +72,7 @@ def _probe(out: str) -> str | None:
     """Run on a node: None when OUT is writable there, else why not."""
     probe = Path(out) / f".viewkit-ray-probe-{uuid.uuid4().hex}"
     try:
-        probe.write_bytes(b"")
+        probe.touch(exist_ok=False)
         probe.unlink()
         return None
     except OSError as e:
@@ -90,17 +90,6 @@ def check_shared_output(ray, out: Path) -> None:
     if failed:
         raise ValueError(f"{out}: a Ray worker cannot write it ({'; '.join(failed)}): inputs and output must be on "
                          "storage every node sees, such as a shared file system")
-
-
-def _decide(listing, positions: list[int], options) -> list[str | None]:
-    """Per input: None when it becomes a sample, else the reason it is rejected (the sample
-    id does not change the verdict, so 0 stands in for it)."""
-    reasons = []
-    for position, task in zip(positions, prepare_tasks(listing, positions, options)):
-        prepared = prepare_file(task)
-        verdict = prepared.rejection or sample_components(0, listing.items[position], prepared)
-        reasons.append(verdict if isinstance(verdict, str) else None)
-    return reasons
 
 
 def _write(listing, tar_path: str, positions: list[int], first_id: int, options) -> tuple[dict, list[dict]]:
@@ -137,17 +126,17 @@ def write_shards_ray(job, progress: bool, after_shard, address: str | None) -> t
         check_shared_output(ray, job.out)
         started = time.perf_counter()
         listing_ref = ray.put(job.listing)  # once in the object store, not once per task
-        decide, write = ray.remote(num_cpus=1)(_decide), ray.remote(num_cpus=1)(_write)
+        decide, write = ray.remote(num_cpus=1)(verdicts), ray.remote(num_cpus=1)(_write)
         first_position = job.position  # reasons[i] is the verdict on input first_position + i
         remaining = job.order[first_position:]
         chunks = [remaining[i:i + _DECIDE_CHUNK] for i in range(0, len(remaining), _DECIDE_CHUNK)]
-        verdicts = [decide.remote(listing_ref, chunk, job.options) for chunk in chunks]
+        decided = [decide.remote(listing_ref, chunk, job.options) for chunk in chunks]
         cutter = Cutter(first_position, len(job.order), job.per_shard, job.next_id)
         reasons, plan = [], {}  # plan: the shard tasks not yet journaled, in shard order
         bar = tqdm(total=len(remaining), unit="img", desc=f"shard {job.prefix} (ray)", disable=not progress)
         try:
             # a shard is written as soon as the verdicts up to its end are in, while later chunks are decided
-            for ref in verdicts:
+            for ref in decided:
                 chunk_reasons = ray.get(ref)
                 reasons += chunk_reasons
                 for shard in cutter.feed(chunk_reasons):

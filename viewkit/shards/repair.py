@@ -1,48 +1,51 @@
-"""Rewrites the damaged or missing shards of a finished dataset, byte for byte as first written.
+"""Writes one shard of a finished dataset again from its inputs, and never destroys to do it.
 
 A shard's manifest entry records `inputs`, the slice of the shuffled input order it was cut
-from, so one shard is rebuilt from its own inputs without touching the others. Datasets
-written before that entry existed are rebuilt whole (the bytes come out the same: the
-writer is deterministic).
+from, so one shard is rebuilt from its own inputs without touching the others. The rebuilt
+files go to temporary names first, and only then is anything decided:
+
+- they equal the manifest's entry: they replace the damaged or missing files;
+- they equal the files already there: the files were sound and the manifest's entry was
+  wrong (edited, or damaged), so the entry is corrected and the files stay;
+- neither: an input changed without changing its size or time; the temporaries go and
+  the files there stay as they were, with an error that says so.
 """
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
+import hashlib
 from pathlib import Path
 
-from tqdm import tqdm
-
-from viewkit.shards.samples import in_order, prepare_tasks, write_one_shard
+from viewkit.shards import format as fmt
+from viewkit.shards.samples import fill_shard, in_order, prepare_tasks
 from viewkit.shards.sources import SourceListing
+from viewkit.shards.tarwriter import ShardWriter
+
+_SAME = ("bytes", "samples", "sha256", "index_sha256")
 
 
-def repair_shards(listing: SourceListing, out: Path, manifest: dict, options, damaged: list[tuple[int, str]],
-                  progress: bool = True) -> None:
-    from viewkit.shards.writer import write_shards, clear_output, shuffled_order
-
-    if any("inputs" not in manifest["shards"][position] for position, _ in damaged):
-        clear_output(out)
-        write_shards(listing, out, manifest["split"], options, manifest["fingerprint"], progress, None)
-        return
-    order = shuffled_order(len(listing.items), options.seed)
-    workers = options.workers or os.cpu_count() or 1
-    with ThreadPoolExecutor(workers, thread_name_prefix="viewkit-repair") as pool:
-        for position, why in damaged:
-            shard = manifest["shards"][position]
-            if progress:
-                tqdm.write(f"{out / shard['tar']}: {why}; writing it again")
-            _rewrite(listing, out, shard, order, options, pool, workers)
+def _file_digests(out: Path, shard: dict) -> tuple[str | None, str | None]:
+    tar, index = out / shard["tar"], out / shard["index"]
+    return (fmt.sha256_file(tar) if tar.is_file() else None,
+            hashlib.sha256(index.read_bytes()).hexdigest() if index.is_file() else None)
 
 
-def _rewrite(listing: SourceListing, out: Path, shard: dict, order: list[int], options, pool, workers: int) -> None:
+def rewrite_shard(listing: SourceListing, out: Path, shard: dict, order: list[int], options, pool,
+                  workers: int) -> tuple[str, dict]:
+    """("rewrote", entry) when the files were replaced, ("corrected", entry) when the manifest's
+    entry was what differed; raises ValueError, leaving every file as it was, otherwise."""
     start, end = shard["inputs"]
-    tasks = prepare_tasks(listing, order[start:end], options)
-    record, _ = write_one_shard(listing, out / shard["tar"], order[start:end], shard["first_id"],
-                                in_order(pool, tasks, window=4 * workers))
-    if (record["sha256"], record["index_sha256"]) != (shard["sha256"], shard["index_sha256"]):
-        for name in (record["tar"], record["index"]):
-            (out / name).unlink(missing_ok=True)
-        raise ValueError(f"{out / shard['tar']}: rewritten from its inputs it differs from the manifest, so an "
-                         "input changed without changing its size or time; shard again with --overwrite")
+    writer = ShardWriter(out / shard["tar"])
+    fill_shard(listing, writer, order[start:end], shard["first_id"],
+               in_order(pool, prepare_tasks(listing, order[start:end], options), window=4 * workers))
+    record = writer.finish(install=False)
+    rebuilt = {key: record[key] for key in _SAME}
+    if rebuilt == {key: shard[key] for key in _SAME}:
+        writer.install()
+        return "rewrote", shard
+    writer.discard()
+    if _file_digests(out, shard) == (record["sha256"], record["index_sha256"]):
+        return "corrected", shard | rebuilt
+    raise ValueError(f"{out / shard['tar']}: written again from its inputs it differs from both the manifest and "
+                     "the file there, so an input changed without changing its size or time; nothing was "
+                     "removed: shard again with --overwrite, or into another folder")

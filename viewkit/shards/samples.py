@@ -83,13 +83,31 @@ def sample_components(sample_id: int, item: SourceItem, prepared: Prepared) -> l
     ]
 
 
+def verdicts(listing, positions: list[int], options) -> list[str | None]:
+    """Per input: None when it becomes a sample, else the reason it is rejected (the sample
+    id does not change the verdict, so 0 stands in for it)."""
+    reasons = []
+    for position, task in zip(positions, prepare_tasks(listing, positions, options)):
+        prepared = prepare_file(task)
+        verdict = prepared.rejection or sample_components(0, listing.items[position], prepared)
+        reasons.append(verdict if isinstance(verdict, str) else None)
+    return reasons
+
+
 def write_one_shard(listing, tar_path: Path, positions: list[int], first_id: int, prepared) -> tuple[dict, list[dict]]:
     """The shard of the inputs `positions` (indices into listing.items, in the shuffled order),
     sample ids from `first_id`, from their `prepared` results in the same order: (the tar's
-    record, the inputs rejected). The repair of one shard and a Ray task write with it."""
+    record, the inputs rejected). A Ray task writes with it."""
     from viewkit.shards.tarwriter import ShardWriter
 
-    writer, sample_id, rejected = ShardWriter(tar_path), first_id, []
+    writer = ShardWriter(tar_path)
+    rejected = fill_shard(listing, writer, positions, first_id, prepared)
+    return writer.finish(), rejected
+
+
+def fill_shard(listing, writer, positions: list[int], first_id: int, prepared) -> list[dict]:
+    """The samples of `positions` added to `writer` (aborted on any error); the inputs rejected."""
+    sample_id, rejected = first_id, []
     try:
         for item_index, result in zip(positions, prepared):
             item = listing.items[item_index]
@@ -102,7 +120,7 @@ def write_one_shard(listing, tar_path: Path, positions: list[int], first_id: int
     except BaseException:
         writer.abort()
         raise
-    return writer.finish(), rejected
+    return rejected
 
 
 def prepare_chunk(chunk: list[tuple[str, int | None, int, bool]]) -> list[Prepared]:

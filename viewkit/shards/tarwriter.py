@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 
 from viewkit.shards.format import TAR_BLOCK, index_text
-from viewkit.writes import writing
+from viewkit.writes import open_new, writing
 
 _TAR_RECORD = 20 * TAR_BLOCK  # GNU tar and Python's tarfile pad archives to whole records
 _NAME, _SIZE, _CHECKSUM = slice(0, 100), slice(124, 136), slice(148, 156)
@@ -80,7 +80,7 @@ class ShardWriter:
     def __init__(self, tar_path: Path):
         self.tar_path = tar_path
         self.tmp_path = tar_path.with_name(tar_path.name + ".tmp")
-        self._file = open(self.tmp_path, "wb")
+        self._file = open_new(self.tmp_path)
         self._hash = _BackgroundHash()
         self.offset = 0
         self.samples: list[list[tuple[str, int, int, str]]] = []
@@ -104,8 +104,9 @@ class ShardWriter:
         self._write(b"".join(parts))  # one write and one hash hand-off per sample
         self.samples.append(entries)
 
-    def finish(self) -> dict:
-        """Closes the tar, writes the index, renames both into place; returns their record."""
+    def finish(self, install: bool = True) -> dict:
+        """Closes the tar, writes the index, renames both into place; returns their record.
+        `install=False` leaves both at their temporary names, for `install` or `discard` later."""
         self._write(bytes(2 * TAR_BLOCK))
         if remainder := self.offset % _TAR_RECORD:
             self._write(bytes(_TAR_RECORD - remainder))
@@ -113,17 +114,17 @@ class ShardWriter:
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
-        index_path = self.tar_path.with_suffix(".idx")
+        index_path = self.index_path
         index_bytes = index_text(self.samples).encode("ascii")
         tmp_index = index_path.with_name(index_path.name + ".tmp")
         try:
-            with writing(index_path):
-                tmp_index.write_bytes(index_bytes)
+            with writing(index_path), open_new(tmp_index) as f:
+                f.write(index_bytes)
         except OSError:
             tmp_index.unlink(missing_ok=True)
             raise
-        os.replace(tmp_index, index_path)
-        os.replace(self.tmp_path, self.tar_path)
+        if install:
+            self.install()
         return {
             "tar": self.tar_path.name,
             "index": index_path.name,
@@ -132,6 +133,20 @@ class ShardWriter:
             "sha256": self._hash.hexdigest(),
             "index_sha256": hashlib.sha256(index_bytes).hexdigest(),
         }
+
+    @property
+    def index_path(self) -> Path:
+        return self.tar_path.with_suffix(".idx")
+
+    def install(self) -> None:
+        """The finished temporaries renamed over the shard's names (index first: a tar in place
+        never pairs with an index of other bytes)."""
+        os.replace(self.index_path.with_name(self.index_path.name + ".tmp"), self.index_path)
+        os.replace(self.tmp_path, self.tar_path)
+
+    def discard(self) -> None:
+        for path in (self.tmp_path, self.index_path.with_name(self.index_path.name + ".tmp")):
+            path.unlink(missing_ok=True)
 
     def abort(self) -> None:
         self._hash.hexdigest()  # stops the helper thread

@@ -18,6 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from viewkit.shards import format as fmt
+from viewkit.shards.manifest import read_manifest
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,7 @@ def _decode_batch(shard_name: str, batch, decoder: _DaliDecoder, problems: list[
 
 def verify_dataset(root: str | os.PathLike, *, progress: bool = True, threads: int = 0, batch_size: int = 64) -> list[Problem]:
     """Every problem found; an empty list means the dataset is sound."""
-    manifest = fmt.read_manifest(root)
+    manifest = read_manifest(root, consistent=False)
     root = Path(manifest["root"])
     problems: list[Problem] = []
     seen_ids: list[int] = []

@@ -22,11 +22,13 @@ from pathlib import Path
 from tqdm import tqdm
 
 from viewkit.shards import format as fmt
-from viewkit.shards.outdir import JOURNAL_NAME, clear_output, damaged_shards, writer_lock
+from viewkit.shards.manifest import SPLIT_NAME
+from viewkit.shards.outdir import (JOURNAL_NAME, clear_output, refuse_foreign_files, refuse_links,
+                                   writer_lock)
 from viewkit.shards.sources import SourceListing
 from viewkit.shards.samples import component_table, in_order, prepare_tasks, sample_components
 from viewkit.shards.tarwriter import ShardWriter
-from viewkit.writes import writing
+from viewkit.writes import open_append, open_new, writing
 
 __all__ = ["JOURNAL_NAME", "ShardOptions", "write_dataset", "clear_output"]
 # Tar overhead of one sample: a header per component, padding of the image, and one
@@ -135,27 +137,22 @@ def write_dataset(listing: SourceListing, out: str | os.PathLike, *, split: str,
     files are missing or differ (sizes and indices; tar hashes with `check_hashes`) are
     written again, byte for byte as before.
     """
-    if not split or "/" in split or "\\" in split or split.startswith("."):
+    if not SPLIT_NAME.fullmatch(split):
         raise ValueError(f"split {split!r} names the shard files ({split}-000000.tar) and must be a plain name "
-                         "such as train or val, without '/' or a leading '.'")
+                         "such as train or val: letters, digits and _ . + = -, without a leading '.'")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with writer_lock(out):
+        refuse_links(out, split)
         fingerprint = _fingerprint(listing, split, options)
         manifest_path = out / fmt.MANIFEST_NAME
         if overwrite:
             clear_output(out)
         elif manifest_path.exists():
-            manifest = json.loads(manifest_path.read_text())
-            if manifest.get("fingerprint") != fingerprint:
-                raise FileExistsError(f"{manifest_path} is another dataset; pass --overwrite or choose another folder")
-            damaged = damaged_shards(out, manifest, check_hashes)
-            if not damaged:
-                return manifest | {"already_complete": True}
-            from viewkit.shards.repair import repair_shards
+            from viewkit.shards.completion import complete_dataset
 
-            repair_shards(listing, out, manifest, options, damaged, progress=progress)
-            return manifest | {"repaired": [f"{manifest['shards'][i]['tar']} ({why})" for i, why in damaged]}
+            return complete_dataset(listing, out, split, options, fingerprint, check_hashes, progress)
+        refuse_foreign_files(out, split, -(-len(listing.items) // samples_per_shard(listing, options)))
         if engine == "ray":
             from viewkit.shards.ray_engine import write_shards_ray
 
@@ -194,7 +191,7 @@ class ShardJob:
 
     def record_shard(self, record: dict, shard_rejected: list[dict]) -> None:
         """A finished shard into the journal, then into the job: a kill after this line keeps it."""
-        with writing(self.journal), open(self.journal, "a") as f:  # a torn last line is dropped on resume
+        with writing(self.journal), open_append(self.journal) as f:  # a torn last line is dropped on resume
             f.write(json.dumps(record | {"next_input": record["inputs"][1], "rejected": shard_rejected}) + "\n")
         self.shards.append(record)
         self.rejected += shard_rejected
@@ -209,17 +206,19 @@ def start_job(listing: SourceListing, out: Path, split: str, options: ShardOptio
                    shuffled_order(len(listing.items), options.seed), _shard_entries(done),
                    [r for record in done for r in record["rejected"]], done[-1]["next_input"] if done else 0, 0)
     job.next_id = sum(s["samples"] for s in job.shards)
-    with writing(job.journal), open(job.journal, "w") as f:  # rewritten: drops any torn or unverified tail
+    fresh = job.journal.with_name(JOURNAL_NAME + ".tmp")
+    with writing(job.journal), open_new(fresh, "w") as f:  # rewritten: drops any torn or unverified tail
         f.write(json.dumps({"fingerprint": fingerprint, "prefix": job.prefix}) + "\n")
         for record in done:
             f.write(json.dumps(record) + "\n")
+    os.replace(fresh, job.journal)
     return job
 
 
 def finish_job(job: ShardJob, trailing_rejected: list[dict], started: float) -> dict:
     """rejected.jsonl and the manifest, written when every shard is; the journal goes."""
     rejected = sorted(job.listing.rejected + job.rejected + trailing_rejected, key=lambda r: r["path"])
-    with writing(job.out / fmt.REJECTED_NAME), open(job.out / (fmt.REJECTED_NAME + ".tmp"), "w") as f:
+    with writing(job.out / fmt.REJECTED_NAME), open_new(job.out / (fmt.REJECTED_NAME + ".tmp"), "w") as f:
         f.writelines(json.dumps(r, sort_keys=True) + "\n" for r in rejected)
     os.replace(job.out / (fmt.REJECTED_NAME + ".tmp"), job.out / fmt.REJECTED_NAME)
     listing, options = job.listing, job.options

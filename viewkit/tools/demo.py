@@ -20,6 +20,7 @@ from pathlib import Path
 from viewkit.datasets.photo_crops import PHOTOGRAPHS, write_photo_crops
 from viewkit.progress import ticking
 from viewkit.shards import format as fmt
+from viewkit.shards.manifest import read_manifest
 from viewkit.shards.verify import verify_dataset
 from viewkit.tools import info, preview, shard
 from viewkit.writes import writing
@@ -77,7 +78,7 @@ def pretrain(out: Path, epochs: int, seed: int, threads: int = 0, progress: bool
     from viewkit.trainer.config import TrainConfig
     from viewkit.trainer.engine import train
 
-    scenes = fmt.read_manifest(out / "shards")["num_samples"]
+    scenes = read_manifest(out / "shards")["num_samples"]
     # checkpoint_every past the last epoch: only checkpoint-last.pt, a demo needs no history
     config = TrainConfig(**DEMO_TRAINING | {"batch_size": min(DEMO_TRAINING["batch_size"], max(2, scenes // 4))},
                          epochs=epochs, device="cpu", precision="fp32", seed=seed, threads=threads, log_every=10,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from viewkit.shards.format import read_manifest
+from viewkit.shards.manifest import read_manifest
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
