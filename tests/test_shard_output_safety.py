@@ -154,7 +154,7 @@ def test_bad_coco_annotation_files_are_named_in_one_line(embedded_source, tmp_pa
              "sizeless.json": json.dumps({"images": [{"id": 1, "file_name": "disk/disk_00000.jpg"}]}).encode()}
     said = {"missing.json": "no such annotation file", "binary.json": "not a JSON file",
             "other.json": "not a COCO instances file (no 'images' list; keys: ['rows'])",
-            "sizeless.json": "image 1 lacks ['width', 'height']"}
+            "sizeless.json": "image 1: lacks ['width', 'height']"}
     for name, data in cases.items():
         if data is not None:
             (tmp_path / name).write_bytes(data)

@@ -109,6 +109,8 @@ Image.MAX_IMAGE_PIXELS = None
 # an end of block): about 0.03 bits a pixel. Far fewer bytes than pixels / 2048 (0.004 bits a
 # pixel) means the header lies about the size (libjpeg would fill the rest with grey).
 _MAX_PIXELS_PER_BYTE = 2048
+# libjpeg's JPEG_MAX_DIMENSION: a longer side (a legal 70000 x 2 PNG) is stored scaled to fit.
+JPEG_MAX_SIDE = 65500
 
 
 # What a file that is no JPEG is, by its first bytes, so that the record says "a PNG image"
@@ -169,12 +171,11 @@ def prepare_image(data: bytes, *, max_side: int | None, quality: int, full_check
     blocker = passthrough_blocker(data, header, max_side)
     if blocker is None:
         size = (header.width, header.height)
-        if full_check:
-            try:
-                with Image.open(io.BytesIO(data)) as image:
-                    image.load()
-            except Exception as e:
-                return Prepared(None, None, None, None, f"undecodable JPEG: {e}")
+        if full_check:  # with DALI's decoder, the loaders' own, which also names libjpeg's warnings
+            from viewkit.shards.verify import decode_problem
+
+            if problem := decode_problem(data):
+                return Prepared(None, None, None, None, f"undecodable JPEG: {problem}")
         return Prepared(data, size, size, None, None, zlib.crc32(data))
     try:
         with Image.open(io.BytesIO(data)) as image:
@@ -195,11 +196,17 @@ def prepare_image(data: bytes, *, max_side: int | None, quality: int, full_check
         return Prepared(None, None, None, None, "undecodable: not an image format PIL can read, or its header is damaged")
     except Exception as e:
         return Prepared(None, None, None, None, f"undecodable: {type(e).__name__}: {e}")
-    scale = min(1.0, max_side / max(rgb.size) if max_side else 1.0, (MAX_PIXELS / (rgb.width * rgb.height)) ** 0.5)
+    scale = min(1.0, max_side / max(rgb.size) if max_side else 1.0, (MAX_PIXELS / (rgb.width * rgb.height)) ** 0.5,
+                JPEG_MAX_SIDE / max(rgb.size))
+    if max(rgb.size) > JPEG_MAX_SIDE:
+        blocker += f"; its {max(rgb.size)}-pixel side is over JPEG's {JPEG_MAX_SIDE}, stored scaled to fit"
     if scale < 1.0:
         new_size = (max(1, int(rgb.width * scale)), max(1, int(rgb.height * scale)))
         rgb = rgb.resize(new_size, Image.Resampling.BICUBIC, reducing_gap=3.0)
     buffer = io.BytesIO()
-    rgb.save(buffer, format="JPEG", quality=quality, progressive=False, optimize=False)
+    try:
+        rgb.save(buffer, format="JPEG", quality=quality, progressive=False, optimize=False)
+    except (OSError, ValueError) as e:  # never one file's failure for the whole run
+        return Prepared(None, None, None, None, f"cannot be stored as a JPEG ({rgb.width}x{rgb.height}): {e}")
     jpeg = buffer.getvalue()
     return Prepared(jpeg, original_size, rgb.size, blocker, None, zlib.crc32(jpeg))

@@ -11,6 +11,7 @@ import contextlib
 import csv
 import io
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,7 +77,33 @@ def _walk_files(top: Path, rel_to: Path) -> tuple[list[Path], list[dict]]:
                 reject(path, "not a regular file")
 
     visit(top, frozenset({os.path.realpath(top)}))
-    return sorted(files), rejected
+    # One file reached twice (two links to it, a folder linked twice) would be stored twice,
+    # maybe under two labels: the first in sorted order is the input, the others rejections.
+    unique, first_of = [], {}
+    for path in sorted(files):
+        try:
+            stat = path.stat()
+        except OSError as e:
+            reject(path, f"unreadable ({e.strerror or e})")
+            continue
+        key = (stat.st_dev, stat.st_ino)
+        if key in first_of:
+            reject(path, f"the same file as {first_of[key].relative_to(rel_to).as_posix()} (reached twice through links)")
+        else:
+            first_of[key] = path
+            unique.append(path)
+    return unique, rejected
+
+
+def _refuse_linked_twice(folders: list[Path]) -> None:
+    """Two class folders that are one folder would give its images two labels."""
+    seen = {}
+    for folder in folders:
+        real = os.path.realpath(folder)
+        if real in seen:
+            raise ValueError(f"class folders {seen[real].name} and {folder.name} are the same folder ({real}) "
+                             "through a link: its images would carry two labels; remove one of them")
+        seen[real] = folder
 
 
 def _is_image(path: Path) -> bool:
@@ -103,6 +130,7 @@ def folder_items(src: str | os.PathLike) -> SourceListing:
             else:
                 rejected.append(_not_image(root, path))
         return SourceListing("folder", str(root), items, classes, rejected)
+    _refuse_linked_twice(class_dirs)
     classes = [{"index": i, "id": d.name, "name": d.name} for i, d in enumerate(class_dirs)]
     index_of = {c["id"]: c["index"] for c in classes}
     files, rejected = _walk_files(root, root)
@@ -174,6 +202,7 @@ def imagenet_items(src: str | os.PathLike, split: str, labels_file: str | None =
     index_of = {w: i for i, w in enumerate(wnids)}
     items, rejected = [], []
     if wnid_dirs:
+        _refuse_linked_twice([split_dir / name for name in wnid_dirs])
         unknown = sorted(set(wnid_dirs) - set(index_of))
         if unknown:
             raise ValueError(f"{split_dir}: folders {unknown[:5]} are not in the class list")
@@ -232,18 +261,82 @@ def _load_coco(path: Path):
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise ValueError(f"{path}: not a COCO instances file (no 'images' list; keys: "
                          f"{sorted(data)[:8] if isinstance(data, dict) else type(data).__name__})")
-    for key in ("annotations", "categories"):
-        data.setdefault(key, [])
-    for image in data["images"]:
-        missing = [k for k in ("id", "file_name", "width", "height") if k not in image]
-        if missing:
-            raise ValueError(f"{path}: image {image.get('id', image.get('file_name', '?'))!r} lacks {missing}; "
-                             "COCO instances files give every image its id, file_name, width and height")
+    _validate_coco(data, path)
     coco = COCO()
     coco.dataset = data
     with contextlib.redirect_stdout(io.StringIO()):  # COCO() prints timings
         coco.createIndex()
     return coco
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _validate_coco(data: dict, path: Path) -> None:
+    """The parts of an instances file that sharding reads, checked before pycocotools indexes it,
+    so a malformed file ends in one line naming the entry, not in a traceback."""
+
+    def fail(where: str, why: str):
+        raise ValueError(f"{path}: {where}: {why}")
+
+    for key in ("annotations", "categories"):
+        data.setdefault(key, [])
+        if not isinstance(data[key], list):
+            fail(key, f"expected a list, found {type(data[key]).__name__}")
+    seen_ids, seen_files = {}, {}
+    for position, image in enumerate(data["images"]):
+        where = f"images[{position}]"
+        if not isinstance(image, dict):
+            fail(where, f"expected an object, found {type(image).__name__}")
+        missing = [k for k in ("id", "file_name", "width", "height") if k not in image]
+        if missing:
+            fail(f"image {image.get('id', image.get('file_name', '?'))!r}",
+                 f"lacks {missing}; COCO instances files give every image its id, file_name, width and height")
+        if isinstance(image["id"], bool) or not isinstance(image["id"], int):
+            fail(where, f"id {image['id']!r} is not an integer")
+        name = image["file_name"]
+        if not isinstance(name, str) or not name or Path(name).is_absolute() or ".." in Path(name).parts \
+                or "\\" in name:
+            fail(f"image {image['id']}", f"file_name {name!r} is not a relative path inside the images folder")
+        for key in ("width", "height"):
+            if isinstance(image[key], bool) or not isinstance(image[key], int) or image[key] < 1:
+                fail(f"image {image['id']}", f"{key} {image[key]!r} is not a positive integer")
+        if image["id"] in seen_ids:
+            fail(f"image {image['id']}", f"the id is given twice ({seen_ids[image['id']]!r} and {name!r}); "
+                                         "one of the two would be lost")
+        if name in seen_files:
+            fail(f"image {image['id']}", f"file_name {name!r} is listed twice (also image {seen_files[name]})")
+        seen_ids[image["id"]], seen_files[name] = name, image["id"]
+    categories = set()
+    for position, category in enumerate(data["categories"]):
+        if not isinstance(category, dict) or isinstance(category.get("id"), bool) \
+                or not isinstance(category.get("id"), int) or not isinstance(category.get("name"), str):
+            fail(f"categories[{position}]", "expected an object with an integer id and a string name")
+        categories.add(category["id"])
+    annotation_ids = set()
+    for position, annotation in enumerate(data["annotations"]):
+        where = f"annotations[{position}]"
+        if not isinstance(annotation, dict):
+            fail(where, f"expected an object, found {type(annotation).__name__}")
+        missing = [k for k in ("id", "image_id", "category_id", "bbox", "area") if k not in annotation]
+        if missing:
+            fail(f"annotation {annotation.get('id', '?')!r}", f"lacks {missing}")
+        where = f"annotation {annotation['id']!r}"
+        if annotation["id"] in annotation_ids:
+            fail(where, "the id is given twice")
+        annotation_ids.add(annotation["id"])
+        if annotation["image_id"] not in seen_ids:
+            fail(where, f"image_id {annotation['image_id']!r} is not an image of the file")
+        if annotation["category_id"] not in categories:
+            fail(where, f"category_id {annotation['category_id']!r} is not in 'categories'")
+        box = annotation["bbox"]
+        if not isinstance(box, list) or len(box) != 4 or not all(_number(v) for v in box) or box[2] < 0 or box[3] < 0:
+            fail(where, f"bbox {box!r} is not [x, y, width, height] of finite numbers, sizes >= 0")
+        if not _number(annotation["area"]) or annotation["area"] < 0:
+            fail(where, f"area {annotation['area']!r} is not a finite number >= 0")
+        if annotation.get("iscrowd", 0) not in (0, 1) or isinstance(annotation.get("iscrowd"), float):
+            fail(where, f"iscrowd {annotation.get('iscrowd')!r} is not 0 or 1")
 
 
 def coco_items(images: str | os.PathLike, annotations: str | None = None) -> SourceListing:

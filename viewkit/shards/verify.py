@@ -7,8 +7,12 @@ a failed batch is decoded again one image at a time to name the culprit.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
+import tempfile
+import threading
 import tarfile
 import zlib
 from dataclasses import dataclass
@@ -52,26 +56,78 @@ class _DaliDecoder:
             self._pipes[batch_size].build()
         return self._pipes[batch_size]
 
-    def _run(self, encoded: list[np.ndarray]) -> list[tuple[int, ...]]:
+    def _run(self, encoded: list[np.ndarray]) -> tuple[list[tuple[int, ...]], str]:
+        """Shapes, and what the decoder warned about on the standard error while it ran."""
         pipe = self._pipe(len(encoded))
         pipe.feed_input("encoded", encoded)
-        (shapes,) = pipe.run()
-        return [tuple(int(v) for v in np.asarray(shapes[i])) for i in range(len(encoded))]
+        with _standard_error() as said:
+            (shapes,) = pipe.run()
+        return [tuple(int(v) for v in np.asarray(shapes[i])) for i in range(len(encoded))], _jpeg_warning(said[0])
 
     def shapes(self, encoded: list[np.ndarray]) -> list[tuple[int, ...] | str]:
-        """Decoded HWC shape per image, or the decoder's error message."""
+        """Decoded HWC shape per image, or the decoder's error or warning message."""
         try:
-            return self._run(encoded)
+            shapes, warned = self._run(encoded)
+            if not warned:
+                return shapes
         except RuntimeError:
             self._pipes.pop(len(encoded), None)  # a pipeline that failed is not reused
         answers = []
-        for one in encoded:
+        for one in encoded:  # one at a time, to name the image an error or a warning is about
             try:
-                answers.append(self._run([one])[0])
+                (shape,), warned = self._run([one])
+                answers.append(f"damaged JPEG data (the decoder warned: {warned})" if warned else shape)
             except RuntimeError as e:
                 self._pipes.pop(1, None)
                 answers.append(str(e).strip().splitlines()[0][:200])
         return answers
+
+
+_ONE_AT_A_TIME = threading.Lock()  # fd 2 is the process's: one captured decode at a time
+_single: list = []
+
+
+def decode_problem(data: bytes) -> str | None:
+    """Why DALI's CPU decoder, the loaders' own, cannot decode `data` cleanly; None when it can.
+    For `viewkit shard --full-check`, from any thread."""
+    with _ONE_AT_A_TIME:
+        if not _single:
+            _single.append(_DaliDecoder(1, 1))
+        (answer,) = _single[0].shapes([np.frombuffer(data, np.uint8)])
+    return answer if isinstance(answer, str) else None
+
+
+def _problem_text(answer: str) -> str:
+    return answer if answer.startswith("damaged JPEG data") else f"DALI cannot decode the image: {answer}"
+
+
+# libjpeg's warnings about the entropy-coded data. It does not fail on them: it fills the rest
+# of the image with grey, so the first half of a JPEG with an end marker appended decodes
+# "fine". DALI and PIL only print them (PIL not even that), so they are read off fd 2.
+_JPEG_WARNINGS = ("Corrupt JPEG data", "Premature end of JPEG file", "premature end of data segment")
+
+
+def _jpeg_warning(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if any(w in line for w in _JPEG_WARNINGS)), "")
+
+
+@contextlib.contextmanager
+def _standard_error():
+    """What native code writes to file descriptor 2 inside the block, as a one-item list."""
+    sys.stderr.flush()
+    said = [""]
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield said
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            said[0] = sink.read().decode(errors="replace")
+    if said[0] and not _jpeg_warning(said[0]):
+        sys.stderr.write(said[0])  # anything else is passed on
 
 
 def _tar_members(path: Path) -> list[tuple[str, int, int]]:
@@ -136,7 +192,7 @@ def _check_shard(root: Path, shard: dict, decoder: _DaliDecoder, problems: list[
 def _decode_batch(shard_name: str, batch, decoder: _DaliDecoder, problems: list[Problem], bar) -> None:
     for (key, meta, _), shape in zip(batch, decoder.shapes([encoded for _, _, encoded in batch])):
         if isinstance(shape, str):
-            problems.append(Problem(shard_name, key, f"DALI cannot decode the image: {shape}"))
+            problems.append(Problem(shard_name, key, _problem_text(shape)))
         elif [shape[1], shape[0]] != meta["stored_size"] or shape[2] != 3:
             problems.append(Problem(shard_name, key, f"decoded shape {shape}, json says {meta['stored_size']} RGB"))
     bar.update(len(batch))
@@ -183,5 +239,5 @@ def find_undecodable(root: str | os.PathLike, tars: list[str], threads: int = 0)
                 chunk = batch[start : start + 64]
                 for (key, _), shape in zip(chunk, decoder.shapes([encoded for _, encoded in chunk])):
                     if isinstance(shape, str):
-                        problems.append(Problem(tar_path.name, key, f"DALI cannot decode the image: {shape}"))
+                        problems.append(Problem(tar_path.name, key, _problem_text(shape)))
     return problems
