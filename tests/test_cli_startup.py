@@ -1,5 +1,5 @@
-"""The command line starts at once: only the command run is imported, and `--help`, `info`
-and `verify --help` load neither torch nor DALI."""
+"""The command line starts at once: only the command run is imported, and `--help`, `info`,
+every command's `--help` and its argument errors load neither torch nor DALI."""
 
 import subprocess
 import sys
@@ -14,7 +14,10 @@ def test_summaries_are_the_commands_own_first_lines():
         assert command_module(name).__doc__.strip().splitlines()[0] == summary, name
 
 
-@pytest.mark.parametrize("args", [["--help"], ["info", "{shards}"], ["verify", "--help"], ["shard", "--help"]])
+@pytest.mark.parametrize("args", [["--help"], ["info", "{shards}"], ["verify", "--help"], ["shard", "--help"],
+                                  ["train", "--help"], ["eval", "--help"], ["saliency", "--help"],
+                                  ["eval", "knn", "--train", "T", "--val", "V", "--k", "-5"],
+                                  ["saliency", "S", "--out", "O", "--batch-size", "0"], ["train", "C", "--data", "D"]])
 def test_light_commands_import_neither_torch_nor_dali(embedded_shards, args):
     args = [a.format(shards=embedded_shards) for a in args]
     code = ("import sys\nfrom viewkit.tools.cli import main\ntry:\n    main(%r)\nexcept SystemExit:\n    pass\n"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import select
 import sys
 
 from viewkit.writes import system_error
@@ -62,12 +64,29 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"{args.command} --device gpu: torch sees no CUDA GPU here; --device cpu runs the same work")
     try:
         return args.run(args) or 0
+    except BrokenPipeError:
+        if not _stdout_closed():
+            raise
+        # `viewkit info D | head -1`: the reader has all it wanted, which is no error. Later
+        # writes (the interpreter's flush at exit) go nowhere instead of failing again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (OSError, ValueError, RuntimeError) as e:
         message = one_line(e, getattr(args, "out", None) or getattr(args, "json", None))
         if message is None:
             raise
         print(f"viewkit {args.command}: error: {message}", file=sys.stderr)
         return 2
+
+
+def _stdout_closed() -> bool:
+    """Whether the reader of standard output has gone (a pipe whose read end closed polls POLLERR)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLERR)
+        return bool(poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def one_line(error: Exception, output: str | None) -> str | None:

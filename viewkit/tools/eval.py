@@ -15,13 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
-
-from viewkit.loaders.dataset import open_labelled_pair
-from viewkit.trainer.devices import cpu_threads
-from viewkit.trainer.evaluate.backbone import load_backbone
-from viewkit.trainer.evaluate.knn import extract, knn_top1
-from viewkit.trainer.evaluate.linear import linear_top1
+from viewkit.tools.argtypes import DEVICE_HELP, default_device, non_negative_int, positive_float, positive_int
 from viewkit.writes import writing
 
 
@@ -32,16 +26,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arch", help="architecture for --random-init (default: the checkpoint's, else resnet50)")
     parser.add_argument("--train", required=True, help="labelled shards to vote with")
     parser.add_argument("--val", required=True, help="labelled shards to score")
-    parser.add_argument("--resolution", type=int, default=224)
-    parser.add_argument("--k", type=int, default=200)
-    parser.add_argument("--temperature", type=float, default=0.07)
-    parser.add_argument("--device", choices=["cpu", "gpu"], default="gpu" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--resolution", type=positive_int, default=224)
+    parser.add_argument("--k", type=positive_int, default=200)
+    parser.add_argument("--temperature", type=positive_float, default=0.07)
+    parser.add_argument("--device", choices=["cpu", "gpu"], help=DEVICE_HELP)
     parser.add_argument("--seed", type=int, default=0, help="seed of the random initialisation")
-    parser.add_argument("--threads", type=int, default=0,
+    parser.add_argument("--threads", type=non_negative_int, default=0,
                         help="CPU threads: DALI's, and torch's on the CPU (default: all cores)")
-    parser.add_argument("--epochs", type=int, default=100, help="linear: classifier epochs")
-    parser.add_argument("--lr", type=float, default=0.1, help="linear: peak learning rate (cosine)")
-    parser.add_argument("--batch-size", type=int, default=256, help="linear: classifier batch")
+    parser.add_argument("--epochs", type=positive_int, default=100, help="linear: classifier epochs")
+    parser.add_argument("--lr", type=positive_float, default=0.1, help="linear: peak learning rate (cosine)")
+    parser.add_argument("--batch-size", type=positive_int, default=256, help="linear: classifier batch")
     parser.add_argument("--optimizer", choices=["sgd", "lars"], default="sgd", help="linear: optimiser")
     parser.add_argument("--features", choices=["pooled", "fg"], default="pooled",
                         help="pooled: global average of the last map; fg: SCD's saliency-pooled foreground "
@@ -50,12 +44,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    open_labelled_pair(args.train, args.val, f"{args.protocol} evaluation")
+    from viewkit.loaders.dataset import open_labelled_pair  # here: --help answers before torch and DALI load
+    from viewkit.trainer.devices import cpu_threads
+
+    args.device = args.device or default_device()
+    train, val = open_labelled_pair(args.train, args.val, f"{args.protocol} evaluation")
+    if train.root == val.root or train.manifest["fingerprint"] == val.manifest["fingerprint"]:
+        raise ValueError(f"--train and --val are one dataset ({train.root}{'' if train.root == val.root else ' and ' + str(val.root)}): "
+                         "the score would measure recall of the training samples, not features; "
+                         "evaluate on held-out shards")
+    if args.protocol == "knn" and args.k > train.num_samples:
+        raise ValueError(f"--k {args.k} is more neighbours than --train holds samples ({train.num_samples}); "
+                         f"pass --k {train.num_samples} or fewer")
     with cpu_threads(args.threads, args.device):
         return evaluate(args)
 
 
 def evaluate(args: argparse.Namespace) -> int:
+    from viewkit.trainer.evaluate.backbone import load_backbone
+    from viewkit.trainer.evaluate.knn import extract, knn_top1
+    from viewkit.trainer.evaluate.linear import linear_top1
+
     backbone = load_backbone(args.checkpoint, args.random_init, args.arch, args.seed, args.features)
     backbone = backbone.to("cuda" if args.device == "gpu" else "cpu")
     normalize = args.protocol == "knn"

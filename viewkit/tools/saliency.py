@@ -14,13 +14,7 @@ from __future__ import annotations
 import argparse
 import time
 
-import torch
-
-from viewkit.loaders.dataset import open_dataset
-from viewkit.saliency import SaliencyStore
-from viewkit.saliency import sources
-from viewkit.trainer.devices import cpu_threads, setup_distributed
-from viewkit.trainer.evaluate.backbone import load_backbone
+from viewkit.tools.argtypes import DEVICE_HELP, default_device, non_negative_int, positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,16 +25,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arch", default="resnet50", help="torchvision ResNet for --random-init")
     parser.add_argument("--random-init", action="store_true", help="ncut on an untrained backbone (checks only)")
     parser.add_argument("--seed", type=int, default=0, help="seed of --random-init's weights")
-    parser.add_argument("--resolution", type=int, default=640, help="original view size (SGCL: 640)")
-    parser.add_argument("--device", choices=["cpu", "gpu"], default="gpu" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--top-k", type=int, default=8)
-    parser.add_argument("--min-cells", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=0,
+    parser.add_argument("--resolution", type=positive_int, default=640, help="original view size (SGCL: 640)")
+    parser.add_argument("--device", choices=["cpu", "gpu"], help=DEVICE_HELP)
+    parser.add_argument("--batch-size", type=positive_int, default=32)
+    parser.add_argument("--top-k", type=positive_int, default=8)
+    parser.add_argument("--min-cells", type=positive_int, default=4)
+    parser.add_argument("--threads", type=non_negative_int, default=0,
                         help="CPU threads: DALI's, and torch's on the CPU (default: all cores)")
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported here: `viewkit saliency --help` and argument errors answer before torch and DALI load
+    from viewkit.loaders.dataset import open_dataset
+    from viewkit.saliency import SaliencyStore, sources
+    from viewkit.trainer.devices import cpu_threads, setup_distributed
+    from viewkit.trainer.evaluate.backbone import load_backbone
+
+    args.device = args.device or default_device()
     started = time.perf_counter()
     if args.source == "random":
         num_samples = open_dataset(args.shards).num_samples

@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 
 from viewkit.shards import sources
+from viewkit.tools.argtypes import non_negative_int, positive_int
 from viewkit.shards.writer import ShardOptions, write_dataset
 
 
@@ -30,7 +31,10 @@ def byte_size(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a size: write bytes or a unit, e.g. 500MB, 1GB, 2GiB")
     number, unit, binary, _ = match.groups()
     scale = 1024 ** "kmgt".index(unit.lower()) * 1024 if binary else _UNITS[(unit or "").lower()]
-    return max(1, int(float(number) * scale))
+    size = int(float(number) * scale)
+    if size < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is no size: a shard holds at least one byte")
+    return size
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,10 +46,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--annotations", help="COCO instances JSON; without it, images only")
     parser.add_argument("--shard-size", type=byte_size, default=1_000_000_000,
                         help="bytes per shard, units allowed: 500MB, 1GB (a target; default 1GB)")
-    parser.add_argument("--shard-samples", type=int, help="samples per shard (overrides --shard-size)")
+    parser.add_argument("--shard-samples", type=positive_int, help="samples per shard (overrides --shard-size)")
     parser.add_argument("--max-side", type=int, help="downscale images whose longest side is larger (re-encodes)")
     parser.add_argument("--quality", type=int, default=90, help="JPEG quality of re-encoded images (default 90)")
-    parser.add_argument("--workers", type=int, default=0,
+    parser.add_argument("--workers", type=non_negative_int, default=0,
                         help="reading/converting threads (default: all cores); with --engine ray and no --address, "
                              "the local Ray's CPUs")
     parser.add_argument("--engine", choices=["local", "ray"], default="local",

@@ -13,7 +13,6 @@ import argparse
 from pathlib import Path
 
 from viewkit.trainer.config import load_config
-from viewkit.trainer.engine import train
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from viewkit.trainer.engine import train  # here: --help answers before torch and DALI load
+
     overrides = list(args.overrides) + ([f"epochs={args.epochs}"] if args.epochs else [])
     config = load_config(args.config, overrides)
     last = train(config, args.data, args.out, resume=args.resume, progress=not args.quiet)

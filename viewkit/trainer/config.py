@@ -67,6 +67,7 @@ class TrainConfig:
             raise ValueError("knn_every needs knn_train and knn_val shards")
         if self.saliency_interval and self.method != "sgcl":
             raise ValueError(f"saliency_interval: only sgcl refreshes saliency regions, not {self.method}")
+        _check_method_options(self.method, self.method_options)
         unknown = set(self.loader_options) - set(LOADER_OPTIONS)
         if unknown:  # shuffle, augment and threads belong to the trainer and its own keys
             raise ValueError(f"loader_options {sorted(unknown)}: the trainer's loader takes {list(LOADER_OPTIONS)}")
@@ -83,6 +84,26 @@ class TrainConfig:
         from viewkit.trainer.methods import METHODS
 
         return self.recipe or METHODS[self.method].recipe
+
+
+def _check_method_options(method: str, options: dict) -> None:
+    """Every method option known, of its default's type: a typo or `queue=abc` in one line."""
+    from viewkit.trainer.methods import METHODS
+
+    defaults = METHODS[method].defaults
+    for key, value in options.items():
+        if key not in defaults:
+            raise ValueError(f"method_options.{key}: {method} has no such option{did_you_mean(key, defaults)}; "
+                             f"its options: {', '.join(defaults)}")
+        default = defaults[key]
+        kinds = {bool: (bool, "true or false"), int: (int, "an integer"), float: ((int, float), "a number"),
+                 str: (str, "a string")}
+        if type(default) in kinds:
+            types, said = kinds[type(default)]
+            if not isinstance(value, types) or (type(default) is not bool and isinstance(value, bool)):
+                raise ValueError(f"method_options.{key}={value!r} must be {said} (default {default!r})")
+            if type(default) in (int, float) and value < 0 <= default:
+                raise ValueError(f"method_options.{key}={value!r} must not be negative (default {default!r})")
 
 
 def resume_conflicts(saved: dict, config: TrainConfig) -> list[str]:
@@ -102,8 +123,20 @@ def resume_conflicts(saved: dict, config: TrainConfig) -> list[str]:
             if key not in RESUME_MAY_CHANGE and saved[key] != value]
 
 
-def _parse(value: str):
-    return yaml.safe_load(value)
+def _parse(value: str, where: str):
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError as e:
+        raise ValueError(f"{where}: not a YAML value ({_yaml_problem(e)})") from None
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """One line of a YAML error: its problem and where (a ConstructorError runs to 45 lines)."""
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    mark = getattr(error, "problem_mark", None)
+    if "could not determine a constructor" in problem:
+        problem = f"{problem.split('tag ', 1)[-1]} is a Python-object tag, which configs do not load"
+    return f"{problem}, line {mark.line + 1}" if mark is not None else problem
 
 
 def did_you_mean(word: str, choices) -> str:
@@ -135,7 +168,10 @@ def read_yaml_config(path: str | Path, seen: tuple = ()) -> dict:
     not set, and the entries of its mappings (method_options, recipe_overrides,
     loader_options) that it does not set."""
     path = Path(path)
-    data = yaml.safe_load(path.read_text())
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: not a YAML config ({_yaml_problem(e)})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a config is a YAML mapping of keys to values, this file holds {type(data).__name__}")
     if "base" not in data:
@@ -171,8 +207,8 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
         if head not in names:
             raise ValueError(f"override {override!r}: unknown key {head!r}{did_you_mean(head, names)}")
         if sub:
-            data.setdefault(head, {})[sub] = _parse(value)
+            data.setdefault(head, {})[sub] = _parse(value, f"override {override!r}")
         else:
-            data[head] = _parse(value)
+            data[head] = _parse(value, f"override {override!r}")
             _check_types({head: data[head]}, f"override {override!r}")
     return TrainConfig(**data)

@@ -1,0 +1,81 @@
+"""Arguments and configs out of range end in one line before any work, never in a traceback
+or in a run that silently does something else."""
+
+import pytest
+
+from viewkit.tools.cli import main
+from viewkit.trainer.config import load_config
+
+REFUSED = [
+    (["eval", "knn", "--train", "T", "--val", "V", "--k", "-5"], "argument --k: -5 must be a positive integer"),
+    (["eval", "knn", "--train", "T", "--val", "V", "--k", "0"], "argument --k: 0 must be a positive integer"),
+    (["eval", "knn", "--train", "T", "--val", "V", "--temperature", "0"], "--temperature: 0 must be a positive number"),
+    (["eval", "linear", "--train", "T", "--val", "V", "--batch-size", "0"], "--batch-size: 0 must be a positive"),
+    (["eval", "linear", "--train", "T", "--val", "V", "--epochs", "-1"], "--epochs: -1 must be a positive integer"),
+    (["saliency", "S", "--out", "O", "--batch-size", "-1"], "--batch-size: -1 must be a positive integer"),
+    (["shard", "folder", "A", "B", "--shard-size", "0"], "--shard-size: '0' is no size"),
+    (["shard", "folder", "A", "B", "--shard-samples", "0"], "--shard-samples: 0 must be a positive integer"),
+    (["eval", "knn", "--train", "T", "--val", "V", "--temperature", "nan"], "--temperature: nan must be a positive"),
+]
+
+
+@pytest.mark.parametrize("argv, said", REFUSED, ids=[" ".join(a[:2] + a[-2:]) for a, _ in REFUSED])
+def test_out_of_range_arguments_are_refused_when_parsed(argv, said, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    assert said in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("override, said", [
+    ("method_options.queue=abc", "method_options.queue='abc' must be an integer (default 65536)"),
+    ("method_options.queu=4096", "method_options.queu: moco_v2 has no such option (did you mean 'queue'?)"),
+    ("method_options.temperature=-0.2", "method_options.temperature=-0.2 must not be negative"),
+    ("method_options.momentum=true", "method_options.momentum=True must be a number"),
+    ("method_options.queue=!!python/object/apply:os.system [ls]", "is a Python-object tag, which configs do not load"),
+])
+def test_bad_method_options_are_named(override, said):
+    with pytest.raises(ValueError) as refused:
+        load_config(None, ["method=moco_v2", override])
+    assert said in str(refused.value)
+
+
+def test_a_config_with_a_python_tag_is_one_line(tmp_path, capsys):
+    config = tmp_path / "bad.yaml"
+    config.write_text('method: moco_v2\nbatch_size: !!python/object/apply:os.system ["echo pwned"]\n')
+    assert main(["train", str(config), "--data", str(tmp_path), "--out", str(tmp_path / "run")]) == 2
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and "line 2" in err and "Python-object tag" in err
+    assert "pwned" not in out
+
+
+def test_a_reader_that_stops_early_is_no_error(embedded_shards):
+    """`viewkit info D | head -1`: the reader is gone before the output is written."""
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-m", "viewkit.tools.cli", "info", str(embedded_shards)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()
+    assert process.wait(timeout=60) == 0
+    assert process.stderr.read() == b""
+
+
+def test_knn_on_its_own_training_set_or_with_too_many_neighbours_is_refused(embedded_source, embedded_shards,
+                                                                             tmp_path, capsys):
+    import shutil
+
+    from viewkit.shards import sources
+    from viewkit.shards.writer import ShardOptions, write_dataset
+
+    same = ["eval", "knn", "--random-init", "--arch", "resnet18", "--device", "cpu", "--train", str(embedded_shards)]
+    assert main(same + ["--val", str(embedded_shards)]) == 2
+    assert "--train and --val are one dataset" in capsys.readouterr().err
+    shutil.copytree(embedded_shards, tmp_path / "copy")  # the same shards under another name
+    assert main(same + ["--val", str(tmp_path / "copy")]) == 2
+    assert "--train and --val are one dataset" in capsys.readouterr().err
+    other = tmp_path / "other"  # the same images in another order: another dataset
+    write_dataset(sources.folder_items(embedded_source["images"]), other, split="train",
+                  options=ShardOptions(shard_samples=16, workers=1, seed=1), progress=False)
+    assert main(same + ["--val", str(other), "--k", "61"]) == 2
+    assert "--k 61 is more neighbours than --train holds samples (60)" in capsys.readouterr().err
