@@ -14,7 +14,7 @@ linear probe, against the same network at random init over several seeds.
     # the results page, from the JSON lines alone:
     python benchmarks/learning_check.py --report [--check]
 
-A run is `viewkit train configs/cpu/<method>.yaml` with the schedule's overrides, `seed=S`
+A run is `viewkit train cpu/<method>` with the schedule's overrides, `seed=S`
 and any `--set key=value`, then `viewkit eval knn` (k 200, T 0.07) and `viewkit eval linear`
 of its last checkpoint at the schedule's resolution. The report groups runs by method,
 settings and schedule: mean and spread over seeds, the baseline, and the verdict.
@@ -96,7 +96,9 @@ def train_and_evaluate(args: argparse.Namespace, method: str, seed: int) -> dict
     from viewkit.trainer.config import load_config
 
     schedule = SCHEDULES[args.schedule]
-    config = ROOT / "configs" / "cpu" / f"{method}.yaml"
+    from viewkit.trainer.config import find_config
+
+    config = find_config(f"cpu/{method}")
     recipe = load_config(config).recipe_name
     overrides = schedule["all"] + schedule["by_recipe"].get(recipe, schedule["views"]) + [f"seed={seed}"]
     overrides += [f"threads={args.threads}", f"device={args.device}", *args.set]
@@ -111,7 +113,7 @@ def train_and_evaluate(args: argparse.Namespace, method: str, seed: int) -> dict
                                  schedule["resolution"], args.threads, args.device) for protocol in ("knn", "linear")}
     steps = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1]).get("step")
     return {"kind": "trained", "method": method, "settings": " ".join(args.set), "seed": seed,
-            "config": str(config.relative_to(ROOT)), "config_sha": hashlib.sha256(config.read_bytes()).hexdigest()[:12],
+            "config": f"configs/cpu/{method}.yaml", "config_sha": hashlib.sha256(config.read_bytes()).hexdigest()[:12],
             "arch": settings["arch"], "epochs": settings["epochs"], "steps": steps, "minutes": round(minutes, 1),
             "minutes_note": "resumed: this call's minutes only" if resumed else "", **scores}
 
@@ -171,7 +173,7 @@ def render(lines: list[dict]) -> str:
         "Rendered by `python benchmarks/learning_check.py --report` from `docs/measurements/learning.jsonl`; do not edit.",
         "",
         "Short pretraining on the real Imagenette subset (10 ImageNet classes, 2,600 train and 500 val images, "
-        "`../shared/data/imagenette-subset`) with the CPU configs of `configs/cpu/`.",
+        "`../shared/data/imagenette-subset`) with the CPU configs of `viewkit/configs/cpu/`.",
         "The schedules: `short64` is the configs as written (ResNet-18 without the stem max-pool, 64 px views, "
         "10 epochs at batch 64, 400 steps); `long32` is 60 epochs with every size of the views halved (32 px).",
         "Both readouts use whole-image features at the schedule's resolution: weighted kNN (k 200, T 0.07) and a "
@@ -252,7 +254,7 @@ def main() -> int:
     from viewkit.trainer.config import load_config
 
     if args.baseline:
-        architectures = sorted({load_config(ROOT / "configs" / "cpu" / f"{m}.yaml").arch for m in args.methods})
+        architectures = sorted({load_config(f"cpu/{m}").arch for m in args.methods})
         for arch in architectures:
             for seed in args.seeds:
                 append(args.json, stamp(args) | baseline(args, arch, seed))

@@ -1,6 +1,8 @@
 """Arguments and configs out of range end in one line before any work, never in a traceback
 or in a run that silently does something else."""
 
+import json
+
 import pytest
 
 from viewkit.tools.cli import main
@@ -61,21 +63,64 @@ def test_a_reader_that_stops_early_is_no_error(embedded_shards):
     assert process.stderr.read() == b""
 
 
-def test_knn_on_its_own_training_set_or_with_too_many_neighbours_is_refused(embedded_source, embedded_shards,
+def test_knn_on_its_own_training_set_or_with_too_many_neighbours_is_said(embedded_source, embedded_shards,
                                                                              tmp_path, capsys):
     import shutil
 
     from viewkit.shards import sources
     from viewkit.shards.writer import ShardOptions, write_dataset
 
-    same = ["eval", "knn", "--random-init", "--arch", "resnet18", "--device", "cpu", "--train", str(embedded_shards)]
-    assert main(same + ["--val", str(embedded_shards)]) == 2
-    assert "--train and --val are one dataset" in capsys.readouterr().err
+    same = ["eval", "knn", "--random-init", "--arch", "resnet18", "--device", "cpu", "--resolution", "32",
+            "--threads", "1", "--train", str(embedded_shards)]
+    json_file = tmp_path / "knn.json"
+    assert main(same + ["--val", str(embedded_shards), "--json", str(json_file)]) == 0
+    assert "warning: --train and --val are one dataset" in capsys.readouterr().err
+    result = json.loads(json_file.read_text())
+    assert result["same_dataset"] is True and json_file.read_text().endswith("}\n")
     shutil.copytree(embedded_shards, tmp_path / "copy")  # the same shards under another name
-    assert main(same + ["--val", str(tmp_path / "copy")]) == 2
-    assert "--train and --val are one dataset" in capsys.readouterr().err
+    assert main(same + ["--val", str(tmp_path / "copy")]) == 0
+    assert "its copy" in capsys.readouterr().err
     other = tmp_path / "other"  # the same images in another order: another dataset
     write_dataset(sources.folder_items(embedded_source["images"]), other, split="train",
                   options=ShardOptions(shard_samples=16, workers=1, seed=1), progress=False)
-    assert main(same + ["--val", str(other), "--k", "61"]) == 2
-    assert "--k 61 is more neighbours than --train holds samples (60)" in capsys.readouterr().err
+    assert main(same + ["--val", str(other), "--k", "61", "--json", str(json_file)]) == 0
+    out, err = capsys.readouterr()
+    assert "warning: --k 61 is more neighbours than --train holds samples (60)" in err
+    assert "one dataset" not in err and out.splitlines()[-2] == f"result: {json_file}"
+    assert json.loads(json_file.read_text()) | {"same_dataset": False, "k": 61, "k_used": 60} == json.loads(
+        json_file.read_text())
+    assert main(same + ["--val", str(other), "--k", "60"]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_shipped_configs_are_found_by_name_from_anywhere(tmp_path, monkeypatch, capsys):
+    from viewkit.trainer.config import find_config, shipped_configs
+
+    monkeypatch.chdir(tmp_path)  # no clone here
+    names = shipped_configs()
+    assert "moco_v2" in names and "cpu/byol" in names and len(names) == 24
+    assert load_config("cpu/byol").arch == "resnet18-lowres"
+    assert find_config("configs/cpu/byol.yaml") == find_config("cpu/byol")  # as a clone's README spelt it
+    with pytest.raises(ValueError, match=r"config 'cpu/byl': no such file.*did you mean 'cpu/byol'"):
+        load_config("cpu/byl")
+    (tmp_path / "mine.yaml").write_text("method: simclr\nbatch_size: 8\n")
+    assert load_config("mine.yaml").batch_size == 8  # a path still works
+    assert main(["train", "--list"]) == 0
+    assert capsys.readouterr().out.split() == names
+
+
+def test_every_option_shows_its_default_and_recipe_names_the_presets():
+    import argparse
+
+    from viewkit.tools.cli import COMMANDS, HelpFormatter, build_parser
+    from viewkit.views.recipes import PRESETS
+
+    for command in COMMANDS:
+        parser = build_parser(command)
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+        for action in sub._actions:
+            if action.option_strings and not any(action.default is v for v in (None, False, argparse.SUPPRESS)):
+                shown = HelpFormatter("x")._expand_help(action)
+                assert "default" in shown, (command, action.dest, shown)
+            if action.dest == "recipe":
+                assert all(name in action.help for name in PRESETS), command

@@ -140,6 +140,7 @@ def test_preview_draws_a_stores_regions(embedded_shards, coco_shards, tmp_path, 
         extra = ["--saliency", str(tmp_path / "store")] if with_store else []
         assert main(["preview", str(embedded_shards), "--recipe", "sgcl", "--n", "3", "--out", str(out), *extra]) == 0
         assert white_top_edges(Image.open(out)) == [with_store] * 3
+        assert ("saliency crops are the fallback, random crops" in capsys.readouterr().out) is not with_store
     assert main(["preview", str(embedded_shards), "--recipe", "logo", "--saliency", str(tmp_path / "store")]) == 2
     assert "recipe 'logo' has no saliency crops" in capsys.readouterr().err
     assert main(["saliency", str(coco_shards), "--out", str(tmp_path / "coco"), "--source", "gt"]) == 0

@@ -1,5 +1,6 @@
 """ViewLoader: exact epochs over ranks, determinism, resume, side data, and bad input."""
 
+import json
 import shutil
 
 import numpy as np
@@ -193,13 +194,19 @@ def test_bad_input_is_named_before_the_first_batch(embedded_shards, tmp_path):
         loader(tmp_path / "nothing")
 
 
-def test_empty_dataset_is_an_error(tmp_path):
+def test_empty_dataset_is_an_error(embedded_shards, tmp_path):
     from viewkit.shards import sources
     from viewkit.shards.writer import ShardOptions, write_dataset
 
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "broken.jpg").write_bytes(b"not an image")
-    write_dataset(sources.folder_items(tmp_path / "src"), tmp_path / "out", split="x", options=ShardOptions(workers=1), progress=False)
+    with pytest.raises(ValueError, match="every input was rejected .*no dataset was written"):
+        write_dataset(sources.folder_items(tmp_path / "src"), tmp_path / "out", split="x",
+                      options=ShardOptions(workers=1), progress=False)
+    assert not (tmp_path / "out" / fmt.MANIFEST_NAME).exists()
+    manifest = json.loads((embedded_shards / fmt.MANIFEST_NAME).read_text())  # one written elsewhere, emptied
+    manifest |= {"shards": [], "num_samples": 0, "num_rejected": manifest["num_inputs"]}
+    (tmp_path / "out" / fmt.MANIFEST_NAME).write_text(json.dumps(manifest))
     with pytest.raises(ValueError, match="empty"):
         loader(tmp_path / "out")
 

@@ -127,11 +127,16 @@ def test_empty_and_all_rejected_inputs_end_in_one_line(tmp_path, capsys):
                                                     f"{tmp_path / 'empty'})")
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "a.jpg").write_bytes(b"not a jpeg")
+    (tmp_path / "junk" / "b.jpg").write_bytes(b"no jpeg either")
+    (tmp_path / "junk" / "c.jpg").write_bytes(b"")
     assert main(["shard", "folder", str(tmp_path / "junk"), str(tmp_path / "out2"), "--quiet"]) == 2
     out, err = capsys.readouterr()
-    assert "0 written, 1 rejected, 0 shards" in out
-    assert err.strip() == (f"viewkit shard: error: every input was rejected (1 input): the reasons are in "
-                           f"{tmp_path / 'out2' / 'rejected.jsonl'}")
+    assert out == ""
+    assert err.strip() == ("viewkit shard: error: every input was rejected (3 inputs), no dataset was written: "
+                           "2 x undecodable: not an image format PIL can read, or its header is damaged (e.g. a.jpg); "
+                           "1 x empty file (e.g. c.jpg)")
+    assert list((tmp_path / "out2").iterdir()) == []  # no 0-sample dataset, no journal
+    assert main(["shard", "folder", str(tmp_path / "junk"), str(tmp_path / "out2"), "--quiet"]) == 2  # same again
 
 
 def test_an_unknown_val_label_says_where_known_labels_come_from(embedded_source, tmp_path):

@@ -97,7 +97,7 @@ def losses(run) -> dict:
 
 
 @pytest.mark.parametrize("method,stop", [("moco_v2", 3), ("byol", 2)])
-def test_resume_gives_the_same_next_losses(method, stop, embedded_shards, tmp_path):
+def test_resume_gives_the_same_next_losses(method, stop, embedded_shards, tmp_path, capsys):
     config = small_config(method)
     train(config, embedded_shards, tmp_path / "whole", progress=False)
     train_steps(config, embedded_shards, tmp_path / "resumed", stop)  # 3 steps = 1 epoch
@@ -108,7 +108,11 @@ def test_resume_gives_the_same_next_losses(method, stop, embedded_shards, tmp_pa
 
     with SummaryWriter(tmp_path / "resumed" / "tensorboard") as events:  # ... and TensorBoard too
         events.add_scalar("loss", -1.0, stop + 1)
+    capsys.readouterr()
     train(config, embedded_shards, tmp_path / "resumed", resume=True, progress=False)
+    within = f", {stop} of its 3 steps done" if stop < 3 else ""
+    assert (f"{tmp_path / 'resumed'}: resuming at epoch {stop // 3 + 1} of 2{within} (step {stop}) from "
+            f"{tmp_path / 'resumed' / 'checkpoint-last.pt'}") in capsys.readouterr().out
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     # TensorBoard reads event files in name order, and names within one second differ by a
@@ -175,7 +179,7 @@ def test_threads_bound_torch_in_cpu_training_and_evaluation_and_are_given_back(e
         seen.clear()
         train_steps(small_config("moco_v2", threads=0), embedded_shards, tmp_path / "all", 1)
         assert seen == [2]  # 0: torch's own setting stands
-        import viewkit.tools.eval as evaluation
+        import viewkit.trainer.evaluate.knn as evaluation  # eval imports it when it runs
 
         seen.clear()
         monkeypatch.setattr(evaluation, "knn_top1", lambda *args, **kwargs: seen.append(torch.get_num_threads()) or 0.5)
@@ -184,8 +188,9 @@ def test_threads_bound_torch_in_cpu_training_and_evaluation_and_are_given_back(e
         assert seen == [1] and torch.get_num_threads() == 2
         with pytest.raises(ValueError, match="threads -1: 0 \\(every core\\) or a positive count"):
             train_steps(small_config("moco_v2", threads=-1), embedded_shards, tmp_path / "bad", 1)
-        assert main(["eval", "knn", "--random-init", "--arch", "resnet18", "--train", str(embedded_shards), "--val",
-                     str(embedded_shards), "--device", "cpu", "--threads", "-1"]) == 2
+        with pytest.raises(SystemExit):  # refused as the arguments are parsed
+            main(["eval", "knn", "--random-init", "--arch", "resnet18", "--train", str(embedded_shards), "--val",
+                  str(embedded_shards), "--device", "cpu", "--threads", "-1"])
     finally:
         torch.set_num_threads(given)
 
@@ -264,6 +269,10 @@ def test_train_and_eval_commands(embedded_shards, tmp_path, capsys):
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("knn_top1=") and 0.0 <= float(last.split("=")[1]) <= 1.0
     assert json.loads((tmp_path / "run" / "checkpoint-last.knn.json").read_text())["protocol"] == "knn"
+    assert main(["eval", "knn", "--checkpoint", str(tmp_path / "run" / "checkpoint-last.pt"), "--train",
+                 str(embedded_shards), "--val", str(embedded_shards), "--device", "cpu"]) == 0
+    assert "resolution 32 px (as the checkpoint was trained)" in capsys.readouterr().out  # not 224
+    assert json.loads((tmp_path / "run" / "checkpoint-last.knn.json").read_text())["resolution"] == 32
     unwritable = "/dev/null/knn.json"  # a file as its parent: fails for root too, where permissions do not
     assert main(["eval", "knn", "--checkpoint", str(tmp_path / "run" / "checkpoint-last.pt"), "--train",
                  str(embedded_shards), "--val", str(embedded_shards), "--resolution", "32", "--device", "cpu",
@@ -440,7 +449,7 @@ def test_a_config_derives_from_its_base_entry_by_entry(tmp_path):
         load_config(tmp_path / "lost.yaml")
 
 
-@pytest.mark.parametrize("folder", ["configs", "configs/cpu"])
+@pytest.mark.parametrize("folder", ["viewkit/configs", "viewkit/configs/cpu"])
 def test_every_method_has_a_config_that_builds(folder):
     """Each shipped YAML names a method, options it takes and a recipe that compiles its overrides."""
     from pathlib import Path
@@ -453,7 +462,7 @@ def test_every_method_has_a_config_that_builds(folder):
         unknown = set(config.method_options) - set(METHODS[config.method].defaults)
         assert not unknown, (path, unknown)
         recipes.get(config.recipe_name, **config.recipe_overrides)
-        if folder == "configs/cpu":
+        if folder.endswith("cpu"):
             build_method(config.method, config.arch, config.method_options)
 
 

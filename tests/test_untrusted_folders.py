@@ -273,3 +273,13 @@ def test_the_command_line_names_what_it_derived_again(source, tmp_path, capsys):
     said = capsys.readouterr().out
     assert "rewrote rejected.jsonl" in said and "dataset.json (num_samples differed" in said
     assert read_manifest(out)["num_samples"] == 60
+
+
+def test_a_shard_file_given_for_its_folder_is_named(embedded_shards, tmp_path, capsys):
+    tar = read_manifest(embedded_shards)["shards"][0]["tar"]
+    assert main(["verify", str(embedded_shards / tar), "--quiet"]) == 2
+    assert f"{embedded_shards / tar} is a file of the dataset in {embedded_shards}: name that folder" in \
+        capsys.readouterr().err
+    (tmp_path / "x.tar").write_bytes(b"\0" * 1024)
+    assert main(["info", str(tmp_path / "x.tar")]) == 2
+    assert f"is a file, and its folder {tmp_path} holds it without a viewkit manifest" in capsys.readouterr().err

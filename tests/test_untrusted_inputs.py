@@ -154,3 +154,14 @@ def test_a_malformed_coco_file_ends_in_one_line_naming_the_entry(embedded_source
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(annotations) in err and said in err, err
     assert not (tmp_path / "out" / fmt.MANIFEST_NAME).exists()
+
+
+def test_coco_src_one_folder_above_the_images_is_named_and_leaves_nothing(embedded_source, tmp_path, capsys):
+    parent = tmp_path / "coco"
+    shutil.copytree(embedded_source["images"], parent / "images")
+    out = tmp_path / "out"
+    assert main(["shard", "coco", str(parent), str(out), "--annotations", embedded_source["annotations"],
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"SRC is the images folder itself, so pass {parent / 'images'}" in err
+    assert not out.exists() or list(out.iterdir()) == []

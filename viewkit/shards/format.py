@@ -107,6 +107,11 @@ def not_a_dataset(path: Path) -> str:
     if path.suffix in (".tgz", ".gz") or path.name.endswith(".tar.gz"):
         return (f"{path} is a compressed tar: DALI reads only uncompressed, indexed shards. "
                 "Extract it and run `viewkit shard folder DIR OUT` to make a viewkit dataset")
+    if path.is_file() and path.suffix in (".tar", ".idx", ".json", ".jsonl"):
+        if (path.parent / MANIFEST_NAME).is_file():
+            return f"{path} is a file of the dataset in {path.parent}: name that folder"
+        return (f"{path} is a file, and its folder {path.parent} holds it without a viewkit manifest (dataset.json): "
+                "shards from other tools lack the id/label components and indices; run `viewkit shard` on the images")
     if path.suffix == ".tar" or (path.is_dir() and any(path.glob("*.tar"))):
         return (f"{path} holds tars without a viewkit manifest (dataset.json): shards from other "
                 "tools lack the id/label components and indices; run `viewkit shard` on the images")

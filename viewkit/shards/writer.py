@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from viewkit.shards import format as fmt
 from viewkit.shards.manifest import SPLIT_NAME
+from viewkit.shards.rejections import every_input_rejected
 from viewkit.shards.outdir import (JOURNAL_NAME, clear_output, refuse_foreign_files, refuse_links,
                                    writer_lock)
 from viewkit.shards.sources import SourceListing
@@ -218,6 +219,9 @@ def start_job(listing: SourceListing, out: Path, split: str, options: ShardOptio
 def finish_job(job: ShardJob, trailing_rejected: list[dict], started: float) -> dict:
     """rejected.jsonl and the manifest, written when every shard is; the journal goes."""
     rejected = sorted(job.listing.rejected + job.rejected + trailing_rejected, key=lambda r: r["path"])
+    if job.next_id == 0:  # no dataset of 0 samples is left behind: a loader could only fail on it
+        job.journal.unlink()
+        raise ValueError(every_input_rejected(rejected))
     with writing(job.out / fmt.REJECTED_NAME), open_new(job.out / (fmt.REJECTED_NAME + ".tmp"), "w") as f:
         f.writelines(json.dumps(r, sort_keys=True) + "\n" for r in rejected)
     os.replace(job.out / (fmt.REJECTED_NAME + ".tmp"), job.out / fmt.REJECTED_NAME)

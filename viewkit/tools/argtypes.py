@@ -33,3 +33,9 @@ def default_device() -> str:
     import torch
 
     return "gpu" if torch.cuda.is_available() else "cpu"
+
+
+def recipe_help() -> str:
+    from viewkit.views.recipes import PRESETS  # plain dataclasses: no torch, DALI or numba
+
+    return f"a preset ({', '.join(PRESETS)}) or a recipe YAML file"

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from tqdm import tqdm
+from viewkit.tools.argtypes import recipe_help
 
 FIELDS = ("samples_per_s", "views_per_s", "pixels_per_s", "cpu_core_s_per_sample", "peak_host_memory_mb",
           "gpu_memory_mb", "seconds")
@@ -37,7 +38,7 @@ FIELDS = ("samples_per_s", "views_per_s", "pixels_per_s", "cpu_core_s_per_sample
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("shards", help="dataset folder (holding dataset.json)")
-    parser.add_argument("--recipe", default="logo")
+    parser.add_argument("--recipe", default="logo", help=recipe_help())
     parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--batches", type=int, default=20, help="timed batches per round and side")

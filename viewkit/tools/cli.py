@@ -26,6 +26,17 @@ COMMANDS = {
 }
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every option's help ends with its default, unless its text gives it already."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = (action.help or "").strip()
+        if (not action.option_strings or any(action.default is v for v in (None, False, argparse.SUPPRESS))
+                or "default" in text):
+            return text
+        return f"{text} (default: %(default)s)".strip()
+
+
 def command_module(name: str):
     return importlib.import_module(f"viewkit.tools.{name}")
 
@@ -39,9 +50,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
             commands.add_parser(name, help=summary)
             continue
         module = command_module(name)
-        sub = commands.add_parser(name, help=summary, description=module.__doc__,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+        sub = commands.add_parser(name, help=summary, description=module.__doc__, formatter_class=HelpFormatter)
         module.add_arguments(sub)
+        for action in sub._actions:  # an option without help text still shows its default
+            if action.help is None and action.option_strings and action.default is not None and action.default is not False:
+                action.help = "(default: %(default)s)"
         sub.set_defaults(run=module.run)
     return parser
 

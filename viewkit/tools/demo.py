@@ -24,6 +24,7 @@ from viewkit.shards.manifest import read_manifest
 from viewkit.shards.verify import verify_dataset
 from viewkit.tools import info, preview, shard
 from viewkit.writes import writing
+from viewkit.tools.argtypes import recipe_help
 
 # The demo's pretraining, measured on 2 cores (benchmarks/demo_check.py, docs/benchmarks.md).
 # choice: SimCLR, whose in-batch negatives work from the first step (MoCo's queue of a few
@@ -54,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="training scenes (default 4800); a quarter as many are held out")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="threads for sharding, views and torch (default: all cores)")
-    parser.add_argument("--recipe", default="logo", help="recipe of the preview sheet (default logo)")
+    parser.add_argument("--recipe", default="logo", help="recipe of the preview sheet: " + recipe_help())
     parser.add_argument("--epochs", type=int, default=12, help="pretraining epochs (default 12; 0 skips training)")
 
 

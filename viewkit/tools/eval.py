@@ -6,13 +6,15 @@
     viewkit eval linear --checkpoint SCD_CKPT --features fg ...     # SCD's "fg" rows (Table 8)
 
 Prints `knn_top1=...` (weighted kNN, k 200, T 0.07) or `linear_top1=...` (linear classifier on
-frozen features, see viewkit.trainer.evaluate.linear) as its last line.
+frozen features, see viewkit.trainer.evaluate.linear) as its last line, after the JSON file it
+wrote the result to (with --checkpoint or --json). --resolution defaults to the side of the checkpoint's training views.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from viewkit.tools.argtypes import DEVICE_HELP, default_device, non_negative_int, positive_float, positive_int
@@ -26,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arch", help="architecture for --random-init (default: the checkpoint's, else resnet50)")
     parser.add_argument("--train", required=True, help="labelled shards to vote with")
     parser.add_argument("--val", required=True, help="labelled shards to score")
-    parser.add_argument("--resolution", type=positive_int, default=224)
+    parser.add_argument("--resolution", type=positive_int,
+                        help="side of the images (default: the checkpoint's training views, else 224)")
     parser.add_argument("--k", type=positive_int, default=200)
     parser.add_argument("--temperature", type=positive_float, default=0.07)
     parser.add_argument("--device", choices=["cpu", "gpu"], help=DEVICE_HELP)
@@ -48,14 +51,23 @@ def run(args: argparse.Namespace) -> int:
     from viewkit.trainer.devices import cpu_threads
 
     args.device = args.device or default_device()
+    if args.resolution is None:
+        from viewkit.trainer.evaluate.backbone import training_resolution
+
+        trained = bool(args.checkpoint and not args.random_init)
+        args.resolution = training_resolution(args.checkpoint) if trained else 224
+        print(f"resolution {args.resolution} px ({'as the checkpoint was trained' if trained else 'the default'})",
+              flush=True)
     train, val = open_labelled_pair(args.train, args.val, f"{args.protocol} evaluation")
-    if train.root == val.root or train.manifest["fingerprint"] == val.manifest["fingerprint"]:
-        raise ValueError(f"--train and --val are one dataset ({train.root}{'' if train.root == val.root else ' and ' + str(val.root)}): "
-                         "the score would measure recall of the training samples, not features; "
-                         "evaluate on held-out shards")
+    args.same_dataset = train.root == val.root or train.manifest["fingerprint"] == val.manifest["fingerprint"]
+    if args.same_dataset:  # choice: said, not refused: a score on the training set is a sanity check some want
+        where = str(train.root) if train.root == val.root else f"{train.root} and its copy {val.root}"
+        print(f"viewkit eval: warning: --train and --val are one dataset ({where}): the score measures recall of "
+              "the training samples, not features; evaluate on held-out shards", file=sys.stderr, flush=True)
     if args.protocol == "knn" and args.k > train.num_samples:
-        raise ValueError(f"--k {args.k} is more neighbours than --train holds samples ({train.num_samples}); "
-                         f"pass --k {train.num_samples} or fewer")
+        print(f"viewkit eval: warning: --k {args.k} is more neighbours than --train holds samples "
+              f"({train.num_samples}): every training sample votes, as with --k {train.num_samples}",
+              file=sys.stderr, flush=True)
     with cpu_threads(args.threads, args.device):
         return evaluate(args)
 
@@ -73,10 +85,11 @@ def evaluate(args: argparse.Namespace) -> int:
     val_set = extract(backbone, args.val, resolution=args.resolution, device=args.device,
                       normalize=normalize, threads=args.threads, progress="features of --val")
     result = {"protocol": args.protocol, "checkpoint": args.checkpoint, "random_init": args.random_init,
-              "arch": backbone.arch, "train": args.train, "val": args.val, "resolution": args.resolution, "features": args.features}
+              "arch": backbone.arch, "train": args.train, "val": args.val, "resolution": args.resolution, "features": args.features,
+              "same_dataset": args.same_dataset}
     if args.protocol == "knn":
         top1 = knn_top1(*train_set, *val_set, k=args.k, temperature=args.temperature)
-        result |= {"k": args.k, "temperature": args.temperature}
+        result |= {"k": args.k, "k_used": min(args.k, len(train_set[0])), "temperature": args.temperature}
     else:
         top1 = linear_top1(*train_set, *val_set, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                            optimizer=args.optimizer, seed=args.seed, progress=True)
@@ -84,8 +97,11 @@ def evaluate(args: argparse.Namespace) -> int:
     result[f"{args.protocol}_top1"] = top1
     suffix = f".{args.protocol}{'-fg' if args.features == 'fg' else ''}.json"
     target = args.json or (str(Path(args.checkpoint).with_suffix(suffix)) if args.checkpoint and not args.random_init else None)
-    print(f"{args.protocol}_top1={top1:.4f}", flush=True)  # before the write: a failing disk loses no result
-    if target:
-        with writing(target):
-            Path(target).write_text(json.dumps(result, indent=2))
+    try:
+        if target:
+            with writing(target):
+                Path(target).write_text(json.dumps(result, indent=2) + "\n")
+            print(f"result: {target}")
+    finally:  # the score is the last line, and printed even when the write failed: no result is lost
+        print(f"{args.protocol}_top1={top1:.4f}", flush=True)
     return 0

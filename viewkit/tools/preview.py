@@ -20,6 +20,7 @@ from PIL import Image, ImageDraw
 from viewkit.shards import format as fmt
 from viewkit.views.augment import IMAGENET_MEAN, IMAGENET_STD
 from viewkit.writes import writing
+from viewkit.tools.argtypes import recipe_help
 
 _COLOURS = [(255, 200, 0), (0, 200, 255), (120, 255, 80), (255, 100, 255), (255, 150, 80)]
 _TILE = 112  # px: height of every view on the sheet
@@ -27,7 +28,7 @@ _TILE = 112  # px: height of every view on the sheet
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("shards", help="dataset folder (holding dataset.json)")
-    parser.add_argument("--recipe", default="logo", help="preset name (see viewkit.views.recipes)")
+    parser.add_argument("--recipe", default="logo", help=recipe_help())
     parser.add_argument("--n", type=int, default=8, help="samples to show (default 8)")
     parser.add_argument("--out", default="views.png", help="PNG to write (default views.png)")
     parser.add_argument("--no-augment", action="store_true", help="geometry only: crops and flips")
@@ -165,4 +166,9 @@ def run(args: argparse.Namespace) -> int:
         Path(args.out).unlink(missing_ok=True)  # a cut PNG is no sheet
         raise
     print(f"{args.out}: {args.n} samples of recipe {args.recipe!r}, {sheet.width}x{sheet.height} px")
+    from viewkit.views import recipes
+
+    if recipes.get(args.recipe).saliency is not None and not args.saliency:
+        print("without a saliency store its saliency crops are the fallback, random crops: pass --saliency "
+              "STORE (`viewkit saliency`) to see crops jittered around a store's regions")
     return 0

@@ -1,7 +1,11 @@
 """Pretrain with one of the SSL methods on viewkit shards.
 
-    viewkit train CONFIG.yaml --data SHARDS --out RUN_DIR [--epochs N] [--resume] [key=value ...]
-    torchrun --nproc_per_node 8 -m viewkit.tools.cli train configs/byol.yaml --data ... --out ...
+    viewkit train CONFIG --data SHARDS --out RUN_DIR [--epochs N] [--resume] [key=value ...]
+    viewkit train --list                  # the shipped configs: moco_v2, cpu/byol, ...
+    torchrun --nproc_per_node 8 -m viewkit.tools.cli train byol --data ... --out ...
+
+CONFIG is a shipped config's name (`moco_v2`: the paper's setting, `cpu/moco_v2`: a CPU check)
+or a YAML file of your own.
 
 Writes RUN_DIR/checkpoint-last.pt (every epoch), checkpoint-NNNN.pt, metrics.jsonl,
 tensorboard/ and config.yaml (resolved, with the git revision).
@@ -12,13 +16,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from viewkit.trainer.config import load_config
+from viewkit.trainer.config import load_config, shipped_configs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", help="YAML config (configs/<method>.yaml, configs/cpu/<method>.yaml)")
-    parser.add_argument("--data", required=True, help="training shards (dataset folder)")
-    parser.add_argument("--out", required=True, help="run folder")
+    parser.add_argument("config", nargs="?", help="a shipped config's name (moco_v2, cpu/byol; see --list) or a "
+                                                  "YAML file")
+    parser.add_argument("--list", action="store_true", help="print the shipped configs and exit")
+    parser.add_argument("--data", help="training shards (dataset folder); required")
+    parser.add_argument("--out", help="run folder; required")
     parser.add_argument("--epochs", type=int, help="override the config's epochs")
     parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint-last.pt")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -26,6 +32,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.list:
+        print("\n".join(shipped_configs()))
+        return 0
+    missing = [name for name, value in (("CONFIG", args.config), ("--data", args.data), ("--out", args.out))
+               if not value]
+    if missing:
+        raise ValueError(f"train needs {', '.join(missing)} (`viewkit train --list` names the shipped configs)")
     from viewkit.trainer.engine import train  # here: --help answers before torch and DALI load
 
     overrides = list(args.overrides) + ([f"epochs={args.epochs}"] if args.epochs else [])

@@ -190,9 +190,32 @@ def read_yaml_config(path: str | Path, seen: tuple = ()) -> dict:
     return merged
 
 
+# The configs shipped in the package: `viewkit train moco_v2` or `cpu/byol` from anywhere.
+SHIPPED = Path(__file__).resolve().parents[1] / "configs"
+
+
+def shipped_configs() -> list[str]:
+    """The names of the shipped configs: `moco_v2`, `cpu/byol`, ..."""
+    return sorted(p.relative_to(SHIPPED).with_suffix("").as_posix() for p in SHIPPED.rglob("*.yaml"))
+
+
+def find_config(name: str | Path) -> Path:
+    """A config file: a path that exists, else a shipped config by name (`cpu/byol`, also spelt
+    `configs/cpu/byol.yaml` as in a clone of the repository before the configs moved)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    key = str(name).removesuffix(".yaml").removeprefix("./").removeprefix("configs/")
+    if key in shipped_configs():
+        return SHIPPED / f"{key}.yaml"
+    raise ValueError(f"config {str(name)!r}: no such file, nor a shipped config of that name"
+                     f"{did_you_mean(key, shipped_configs())}; `viewkit train --list` names them")
+
+
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
-    """YAML file (with its `base:` chain), then `key=value` overrides (`method_options.queue=4096`
-    reaches into dicts)."""
+    """YAML file (with its `base:` chain) or shipped config name, then `key=value` overrides
+    (`method_options.queue=4096` reaches into dicts)."""
+    path = find_config(path) if path else None
     data = read_yaml_config(path) if path else {}
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     for key in data:

@@ -142,7 +142,12 @@ def _restore(run: Run, state: dict) -> None:
     run.loader.load_state_dict(state["loader"])
     ckpt.restore_rng(state["rng"])
     run.start_epoch, run.step = state["epoch"], state["step"]
-    run.resumed_mid_epoch = 0 < run.loader.state_dict()["step"] < run.steps_per_epoch
+    done = run.loader.state_dict()["step"]
+    run.resumed_mid_epoch = 0 < done < run.steps_per_epoch
+    if run.is_main:
+        within = f", {done} of its {run.steps_per_epoch} steps done" if run.resumed_mid_epoch else ""
+        print(f"{run.out}: resuming at epoch {run.start_epoch + 1} of {run.config.epochs}{within} (step {run.step}) "
+              f"from {run.out / 'checkpoint-last.pt'}", flush=True)
 
 
 def _write_config(run: Run, recipe) -> None:
