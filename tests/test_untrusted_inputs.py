@@ -165,3 +165,20 @@ def test_coco_src_one_folder_above_the_images_is_named_and_leaves_nothing(embedd
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"SRC is the images folder itself, so pass {parent / 'images'}" in err
     assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_shard_and_info_say_how_many_images_were_re_encoded_and_why(tmp_path, capsys):
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(3):
+        Image.open(io.BytesIO(_jpeg(i))).save(src / f"{i}.png")
+    Image.open(io.BytesIO(_jpeg(7))).convert("CMYK").save(src / "cmyk.jpg")
+    (src / "plain.jpg").write_bytes(_jpeg(8))
+    out = tmp_path / "out"
+    assert main(["shard", "folder", str(src), str(out), "--quiet", "--workers", "1"]) == 0
+    said = "4 re-encoded (3 x a PNG image, 1 x 4-component JPEG)"
+    assert f"; of those written, {said}" in capsys.readouterr().out
+    assert main(["info", str(out)]) == 0
+    assert f"stored     {said}" in capsys.readouterr().out
+    assert main(["shard", "folder", str(src), str(out), "--quiet", "--workers", "1"]) == 0
+    assert "already complete" in capsys.readouterr().out

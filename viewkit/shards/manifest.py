@@ -160,6 +160,9 @@ def _validate_shards(check: _Check, shards, num_samples: int, num_inputs: int, p
         if check.count(shard["first_id"], f"{field}.first_id") != next_id and consistent:
             check.fail(f"{field}.first_id", f"{shard['first_id']}, expected {next_id} (ids run on from shard to shard)")
         next_id += samples
+        if "converted" in shard:
+            for reason, count in check.mapping(shard["converted"], f"{field}.converted").items():
+                check.count(count, f"{field}.converted[{reason!r}]", low=1, high=samples)
         if "inputs" in shard:
             inputs = check.listing(shard["inputs"], f"{field}.inputs")
             if len(inputs) != 2:

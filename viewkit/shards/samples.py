@@ -115,7 +115,7 @@ def fill_shard(listing, writer, positions: list[int], first_id: int, prepared) -
             if isinstance(components, str):
                 rejected.append({"path": item.rel, "reason": components})
             else:
-                writer.add_sample(fmt.sample_key(sample_id), components)
+                writer.add_sample(fmt.sample_key(sample_id), components, result.conversion)
                 sample_id += 1
     except BaseException:
         writer.abort()

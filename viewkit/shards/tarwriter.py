@@ -84,6 +84,7 @@ class ShardWriter:
         self._hash = _BackgroundHash()
         self.offset = 0
         self.samples: list[list[tuple[str, int, int, str]]] = []
+        self.converted: dict[str, int] = {}  # why samples were re-encoded -> how many
 
     def _write(self, block: bytes) -> None:
         with writing(self.tar_path):
@@ -91,7 +92,9 @@ class ShardWriter:
         self._hash.update(block)
         self.offset += len(block)
 
-    def add_sample(self, key: str, components: list[tuple[str, bytes]]) -> None:
+    def add_sample(self, key: str, components: list[tuple[str, bytes]], conversion: str | None = None) -> None:
+        if conversion is not None:
+            self.converted[conversion] = self.converted.get(conversion, 0) + 1
         entries, parts, offset = [], [], self.offset
         for extension, data in components:
             name = f"{key}.{extension}"
@@ -132,6 +135,7 @@ class ShardWriter:
             "bytes": self.offset,
             "sha256": self._hash.hexdigest(),
             "index_sha256": hashlib.sha256(index_bytes).hexdigest(),
+            "converted": dict(sorted(self.converted.items())),
         }
 
     @property

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from viewkit.shards import format as fmt
 from viewkit.shards.manifest import SPLIT_NAME
-from viewkit.shards.rejections import every_input_rejected
+from viewkit.shards.summaries import every_input_rejected
 from viewkit.shards.outdir import (JOURNAL_NAME, clear_output, refuse_foreign_files, refuse_links,
                                    writer_lock)
 from viewkit.shards.sources import SourceListing
@@ -66,7 +66,8 @@ def _shard_entries(done: list[dict]) -> list[dict]:
     a shard was cut from: it lets a later run rewrite that one shard alone."""
     entries, start = [], 0
     for record in done:
-        entries.append({key: record[key] for key in _SHARD_KEYS} | {"inputs": [start, record["next_input"]]})
+        entry = {key: record[key] for key in _SHARD_KEYS} | {"inputs": [start, record["next_input"]]}
+        entries.append(entry | ({"converted": record["converted"]} if "converted" in record else {}))
         start = record["next_input"]
     return entries
 
@@ -272,7 +273,7 @@ def write_shards(listing, out, split, options, fingerprint, progress, after_shar
                 if writer is None:
                     writer = ShardWriter(out / f"{fmt.shard_name(job.prefix, len(job.shards))}.tar")
                     first_id = next_id
-                writer.add_sample(fmt.sample_key(next_id), components)
+                writer.add_sample(fmt.sample_key(next_id), components, prepared.conversion)
                 next_id += 1
             bar.update(1)
             if writer is not None and (len(writer.samples) == job.per_shard or position == len(job.order)):

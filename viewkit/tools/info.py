@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 
 from viewkit.shards.manifest import read_manifest
+from viewkit.shards.summaries import conversions
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,6 +33,7 @@ def describe(manifest: dict) -> str:
         f"format     {manifest['format']} v{manifest['version']} from {manifest['source']}, split {manifest['split']!r}",
         f"samples    {manifest['num_samples']} of {manifest['num_inputs']} inputs ({manifest['num_rejected']} rejected)",
         f"shards     {_shard_counts(shards)}, {total_bytes / 1e6:.1f} MB",
+        f"stored     {conversions(manifest) or 'every image as its input bytes'}",
         f"classes    {len(classes)}" + (f": {class_names}" if classes else ""),
         f"components {', '.join(manifest['components'])}",
         f"options    {', '.join(f'{k}={v}' for k, v in sorted(manifest['options'].items()))}",

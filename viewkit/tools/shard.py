@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 
 from viewkit.shards import sources
+from viewkit.shards.summaries import conversions
 from viewkit.tools.argtypes import non_negative_int, positive_int
 from viewkit.shards.writer import ShardOptions, write_dataset
 
@@ -106,6 +107,8 @@ def summary_line(manifest: dict, out: str) -> str:
     if "seconds" in manifest:
         seconds = manifest["seconds"]
         line += f", {seconds:.1f} s ({manifest['num_inputs'] / max(seconds, 1e-9):.0f} inputs/s)"
+    if converted := conversions(manifest):
+        line += f"; of those written, {converted}"
     if manifest.get("already_complete"):
         line += " (already complete: files checked, nothing to do)"
     if manifest.get("repaired"):
