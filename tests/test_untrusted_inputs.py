@@ -182,3 +182,23 @@ def test_shard_and_info_say_how_many_images_were_re_encoded_and_why(tmp_path, ca
     assert f"stored     {said}" in capsys.readouterr().out
     assert main(["shard", "folder", str(src), str(out), "--quiet", "--workers", "1"]) == 0
     assert "already complete" in capsys.readouterr().out
+
+
+def test_a_header_declaring_65000_squared_pixels_is_stored_scaled_within_the_cap():
+    """Random scan bytes behind a 65000 x 65000 header, just under the pixels-per-byte rule: a
+    legal stream whatever it depicts, decoded at 1/8 scale and stored within MAX_PIXELS."""
+    import struct
+
+    from viewkit.shards.encode import MAX_PIXELS
+
+    data = bytearray(_jpeg(size=(16, 16)))
+    sof = data.index(b"\xff\xc0")
+    struct.pack_into(">HH", data, sof + 5, 65000, 65000)
+    sos = data.index(b"\xff\xda")
+    head = bytes(data[: sos + 2 + struct.unpack(">H", data[sos + 2 : sos + 4])[0]])
+    scan = np.random.default_rng(0).integers(0, 255, 65000 * 65000 // 2040, dtype=np.uint8).tobytes()
+    prepared = prepare_image(head + scan.replace(b"\xff", b"\xfe") + b"\xff\xd9", max_side=None, quality=90,
+                             full_check=False)
+    assert prepared.rejection is None and prepared.conversion == f"over {MAX_PIXELS} pixels"
+    assert prepared.original_size == (65000, 65000) and prepared.stored_size[0] * prepared.stored_size[1] <= MAX_PIXELS
+    assert Image.open(io.BytesIO(prepared.jpeg)).size == prepared.stored_size
