@@ -1,0 +1,230 @@
+"""Each method's step written again from its paper, in a few plain lines, against the method
+run through the engine (`train_one_epoch`): the loss, every parameter's gradient, the online
+and target networks after each update and the queue, over three optimizer steps from the
+same weights on the same batches. The references call nothing of viewkit's but the networks
+they are handed (a tiny CNN and the method's MLPs, deep-copied at the start): no loss, EMA,
+queue or schedule helper is shared, so a wiring mistake on either side shows.
+
+Not compared: BatchNorm running statistics (a train-mode step never reads them, and their
+update order between two forward passes is no part of any paper).
+
+Changes that must fail, each applied to a copy of the code and the suite run (see the
+closing notes of the issues that added them):
+- moco: the keys pushed into the queue before the logits (positives become negatives)
+- moco: 1 - m handed to the EMA
+- moco: the key encoder's output not normalised
+- byol: the predictor applied to the target branch too
+- byol: the EMA momentum fixed at its base instead of BYOL's cosine to 1
+- simsiam: the cosine without the stop-gradient on z
+- simsiam: the predictor's lr decayed with the schedule although fixed_predictor_lr
+- simclr: the temperature ignored (1.0)
+- engine: after_step called before optimizer.step()
+- engine: after_step skipped (the target never moves)
+"""
+
+import copy
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from viewkit.trainer.config import TrainConfig
+from viewkit.trainer.engine import train_one_epoch
+from viewkit.trainer.methods import build_method
+from viewkit.trainer.optimizers import make_optimizer
+from viewkit.trainer.run import Run
+
+from tiny import TinyBackbone
+
+B, STEPS, SIZE = 4, 3, 32
+WEIGHT_DECAY, SGD_MOMENTUM, BASE_LR = 1e-3, 0.9, 0.5
+UNCOMPARED = ("running_mean", "running_var", "num_batches_tracked")
+
+
+class Batches(list):
+    """The engine's loader, as far as a step reads it: its length and its position."""
+
+    def state_dict(self) -> dict:
+        return {"step": 0}
+
+
+def fixed_batches(seed: int = 0) -> Batches:
+    generator = torch.Generator().manual_seed(seed)
+    return Batches({"global": torch.randn(2, B, 3, SIZE, SIZE, generator=generator)} for _ in range(STEPS))
+
+
+def through_the_engine(name: str, options: dict, batches: Batches, tmp_path: Path):
+    """(the method as built, a record per step): loss, gradients, lr per group, and the state
+    after the step and its after_step."""
+    torch.manual_seed(0)
+    method = build_method(name, TinyBackbone(), options)
+    initial = copy.deepcopy(method)
+    config = TrainConfig(method=name, method_options=options, epochs=1, batch_size=B, base_lr=BASE_LR * 256 / B,
+                         weight_decay=WEIGHT_DECAY, momentum=SGD_MOMENTUM, warmup_epochs=0, device="cpu",
+                         precision="fp32", log_every=1)
+    optimizer = make_optimizer(config, method)
+    run = Run(config, "unused", tmp_path, 0, 1, torch.device("cpu"), method, method, optimizer, batches, None)
+    records, forward, after_step = [], method.forward, method.after_step
+
+    def recorded_forward(batch):
+        loss, extra = forward(batch)
+        records.append({"loss": loss.detach().clone()})
+        return loss, extra
+
+    def recorded_after_step(step, total_steps):
+        records[-1] |= {"grads": {n: p.grad.clone() for n, p in method.named_parameters() if p.grad is not None},
+                        "lrs": [group["lr"] for group in optimizer.param_groups], "step": step, "total": total_steps}
+        after_step(step, total_steps)
+        records[-1]["state"] = {k: v.clone() for k, v in method.state_dict().items()}
+
+    method.forward, method.after_step = recorded_forward, recorded_after_step
+    train_one_epoch(run, 0, batches, progress=False)
+    assert len(records) == STEPS and all("state" in r for r in records), "after_step ran once per step"
+    return initial, records
+
+
+def sgd(groups: list[list[torch.nn.Parameter]]) -> torch.optim.SGD:
+    return torch.optim.SGD([{"params": g} for g in groups], lr=0.0, momentum=SGD_MOMENTUM, weight_decay=WEIGHT_DECAY)
+
+
+def reference_step(optimizer, loss, record: dict, model) -> dict:
+    """Backward and an SGD step at the lr the engine used; returns the gradients."""
+    for group, lr in zip(optimizer.param_groups, record["lrs"]):
+        group["lr"] = lr
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    optimizer.step()
+    return grads
+
+
+def assert_same(record: dict, loss, grads: dict, model, step: int) -> None:
+    assert float(loss.detach()) == pytest.approx(float(record["loss"]), rel=1e-5, abs=1e-6), f"loss at step {step}"
+    assert grads.keys() == record["grads"].keys(), f"parameters with a gradient at step {step}"
+    for name, grad in grads.items():
+        torch.testing.assert_close(record["grads"][name], grad, rtol=1e-3, atol=1e-5,
+                                   msg=lambda m: f"gradient of {name} at step {step}: {m}")
+    for name, value in model.state_dict().items():
+        if not name.endswith(UNCOMPARED):
+            torch.testing.assert_close(record["state"][name], value, rtol=1e-3, atol=1e-5,
+                                       msg=lambda m: f"{name} after step {step}: {m}")
+
+
+# --- MoCo v2: Algorithm 1 of He et al. 2020 ---------------------------------------------------
+
+
+def test_moco_v2_is_algorithm_1(tmp_path):
+    options = {"dim": 8, "hidden": 16, "queue": 12, "momentum": 0.9, "temperature": 0.2}
+    batches = fixed_batches()
+    model, records = through_the_engine("moco_v2", options, batches, tmp_path)
+    encoder = model.encoder
+    f_q = torch.nn.Sequential(encoder.backbone, encoder.projector)
+    f_k = torch.nn.Sequential(encoder.key_backbone, encoder.key_projector)
+    queue = model.queue.keys.T  # C x K, as the pseudo-code keeps it (a view: the copy's buffer follows)
+    pointer, m, t = 0, options["momentum"], options["temperature"]
+    optimizer = sgd([[p for p in f_q.parameters()]])
+    for step, (batch, record) in enumerate(zip(batches, records)):
+        x_q, x_k = batch["global"]
+        q = F.normalize(f_q(x_q), dim=1)
+        with torch.no_grad():
+            k = F.normalize(f_k(x_k), dim=1)
+        l_pos = torch.bmm(q.view(B, 1, -1), k.view(B, -1, 1)).view(B, 1)
+        l_neg = torch.mm(q, queue)
+        logits = torch.cat([l_pos, l_neg], dim=1) / t
+        loss = F.cross_entropy(logits, torch.zeros(B, dtype=torch.long))
+        grads = reference_step(optimizer, loss, record, model)
+        with torch.no_grad():
+            for key_param, query_param in zip(f_k.parameters(), f_q.parameters()):
+                key_param.copy_(m * key_param + (1 - m) * query_param)
+            queue[:, pointer:pointer + B] = k.T  # enqueue the newest, dequeue the oldest
+            pointer = (pointer + B) % options["queue"]
+            model.queue.pointer.fill_(pointer)  # the reference's pointer, into the state compared
+        assert_same(record, loss, grads, model, step)
+
+
+# --- BYOL: Grill et al. 2020, section 3.1 and Algorithm 1 -------------------------------------
+
+
+def test_byol_is_its_algorithm(tmp_path):
+    options = {"dim": 8, "hidden": 16, "base_momentum": 0.9, "symmetric": True}
+    batches = fixed_batches(1)
+    model, records = through_the_engine("byol", options, batches, tmp_path)
+    online = torch.nn.Sequential(model.backbone, model.projector)
+    target = torch.nn.Sequential(model.target_backbone, model.target_projector)
+    predictor = model.predictor
+    optimizer = sgd([list(online.parameters()) + list(predictor.parameters())])
+
+    def regression(p, z):  # Eq. 2: || p / ||p|| - z / ||z|| ||^2
+        return ((F.normalize(p, dim=-1) - F.normalize(z, dim=-1)) ** 2).sum(-1)
+
+    for step, (batch, record) in enumerate(zip(batches, records)):
+        v, v_prime = batch["global"]
+        with torch.no_grad():
+            z_prime, z = target(v_prime), target(v)
+        loss = regression(predictor(online(v)), z_prime).mean() + regression(predictor(online(v_prime)), z).mean()
+        grads = reference_step(optimizer, loss, record, model)
+        tau = 1 - (1 - options["base_momentum"]) * (math.cos(math.pi * record["step"] / record["total"]) + 1) / 2
+        with torch.no_grad():
+            for xi, theta in zip(target.parameters(), online.parameters()):
+                xi.copy_(tau * xi + (1 - tau) * theta)
+        assert_same(record, loss, grads, model, step)
+
+
+# --- SimSiam: Algorithm 1 of Chen & He 2021 ---------------------------------------------------
+
+
+def test_simsiam_is_algorithm_1(tmp_path):
+    options = {"dim": 16, "predictor_hidden": 8, "fixed_predictor_lr": True}
+    batches = fixed_batches(2)
+    model, records = through_the_engine("simsiam", options, batches, tmp_path)
+    f = torch.nn.Sequential(model.backbone, model.projector)
+    h = model.predictor
+    optimizer = sgd([list(f.parameters()), list(h.parameters())])
+
+    def D(p, z):  # negative cosine similarity, z detached: the stop-gradient
+        z = z.detach()
+        p, z = F.normalize(p, dim=1), F.normalize(z, dim=1)
+        return -(p * z).sum(dim=1).mean()
+
+    for step, (batch, record) in enumerate(zip(batches, records)):
+        x1, x2 = batch["global"]
+        z1, z2 = f(x1), f(x2)
+        p1, p2 = h(z1), h(z2)
+        loss = D(p1, z2) / 2 + D(p2, z1) / 2
+        peak = BASE_LR
+        assert record["lrs"][1] == pytest.approx(peak), "the predictor keeps the peak lr (fix-pred-lr)"
+        grads = reference_step(optimizer, loss, record, model)
+        assert_same(record, loss, grads, model, step)
+    assert records[-1]["lrs"][0] < BASE_LR, "the rest follows the cosine"
+
+
+# --- SimCLR: Chen et al. 2020, Eq. 1 and Algorithm 1 ------------------------------------------
+
+
+def test_simclr_is_algorithm_1(tmp_path):
+    options = {"dim": 8, "hidden": 16, "temperature": 0.3}
+    batches = fixed_batches(3)
+    model, records = through_the_engine("simclr", options, batches, tmp_path)
+    f, g = model.backbone, model.projector
+    optimizer = sgd([list(f.parameters()) + list(g.parameters())])
+    tau = options["temperature"]
+    for step, (batch, record) in enumerate(zip(batches, records)):
+        x1, x2 = batch["global"]
+        z = [None] * (2 * B)  # z_{2k-1}, z_{2k}: the two views of image k, interleaved as the paper
+        z1, z2 = g(f(x1)), g(f(x2))
+        for k in range(B):
+            z[2 * k], z[2 * k + 1] = z1[k], z2[k]
+
+        def sim(u, v):
+            return (u @ v) / (u.norm() * v.norm())
+
+        def l(i, j):
+            numerator = torch.exp(sim(z[i], z[j]) / tau)
+            denominator = sum(torch.exp(sim(z[i], z[k]) / tau) for k in range(2 * B) if k != i)
+            return -torch.log(numerator / denominator)
+
+        loss = sum(l(2 * k, 2 * k + 1) + l(2 * k + 1, 2 * k) for k in range(B)) / (2 * B)
+        grads = reference_step(optimizer, loss, record, model)
+        assert_same(record, loss, grads, model, step)
