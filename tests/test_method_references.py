@@ -26,6 +26,11 @@ closing notes of the issues that added them):
 - regioncl: the other region not detached
 - regioncl-s: the canvas predicting the source's key
 - regioncl-s: `symmetric: true` ignored
+- scd: the online branch returning (bg, fg)
+- scd: the margin alpha on the background hinge instead of the foreground's
+- scd: the semantic target (saliency head, projector) never updated
+- scd: the triplet's weight 0.5 ignored
+- scd-byol: `symmetric: true` ignored
 - engine: after_step called before optimizer.step()
 - engine: after_step skipped (the target never moves)
 """
@@ -392,4 +397,92 @@ def test_regioncl_s_is_algorithm_3(tmp_path, symmetric):
         instance = D(q, k) if not symmetric else D(q, k) / 2 + D(predictor(k), projected[:B]) / 2
         loss = instance + (D(p, k[batch["swap_source"]]) + D(c, k)) / 2
         grads = reference_step(optimizer, loss, record, model)
+        assert_same(record, loss, grads, model, step)
+
+
+# --- SCD: fg/bg triplet on the learned saliency mask (SCD paper, Sec. 3, Eq. 1-5) ------------
+
+
+def masked_means(feature_map: torch.Tensor, mask: torch.Tensor):
+    """fg = sum(M F) / sum(M), bg = sum((1 - M) F) / sum(1 - M), per image."""
+    fg = torch.stack([(feature_map[i] * mask[i]).sum((1, 2)) / mask[i].sum() for i in range(len(mask))])
+    bg = torch.stack([(feature_map[i] * (1 - mask[i])).sum((1, 2)) / (1 - mask[i]).sum() for i in range(len(mask))])
+    return fg, bg
+
+
+def triplet_as_written(z1_fg, z1_bg, z2_fg, z2_bg, alpha):
+    """L_d = 0.5 (max(f_s(z1fg, z2bg) - f_s(z1fg, z2fg) + alpha, 0) + max(f_s(z1bg, z2fg) - f_s(z1bg, z2bg), 0)),
+    f_s the cosine similarity, view 2 from the target network (no gradient); batch mean."""
+    def f_s(a, b):
+        return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))
+    z2_fg, z2_bg = z2_fg.detach(), z2_bg.detach()
+    fg = torch.relu(f_s(z1_fg, z2_bg) - f_s(z1_fg, z2_fg) + alpha)
+    bg = torch.relu(f_s(z1_bg, z2_fg) - f_s(z1_bg, z2_bg))
+    return (0.5 * (fg + bg)).mean()
+
+
+def ema(target_modules, online_modules, m):
+    with torch.no_grad():
+        for target, online in zip(target_modules, online_modules):
+            for t, o in zip(target.parameters(), online.parameters()):
+                t.copy_(m * t + (1 - m) * o)
+
+
+def test_scd_on_moco_is_infonce_plus_half_the_triplet(tmp_path):
+    options = {"dim": 8, "hidden": 16, "queue": 12, "momentum": 0.9, "temperature": 0.2, "alpha": 1.0,
+               "weight": 0.5, "saliency_hidden": 8}
+    batches = fixed_batches(8, size=64)
+    model, records = through_the_engine("scd_moco", options, batches, tmp_path)
+    encoder, semantic = model.encoder, model.semantic
+    queue, pointer, m, t = model.queue.keys, 0, options["momentum"], options["temperature"]
+    online = [encoder.backbone, encoder.projector, semantic.saliency, semantic.projector]
+    target = [encoder.key_backbone, encoder.key_projector, semantic.target_saliency, semantic.target_projector]
+    optimizer = sgd([[p for module in online for p in module.parameters()]])
+    for step, (batch, record) in enumerate(zip(batches, records)):
+        x1, x2 = batch["global"]
+        map1 = encoder.backbone.feature_map(x1)
+        q = F.normalize(encoder.projector(map1.mean((2, 3))), dim=1)
+        with torch.no_grad():
+            map2 = encoder.key_backbone.feature_map(x2)
+            k = F.normalize(encoder.key_projector(map2.mean((2, 3))), dim=1)
+            z2_fg, z2_bg = (semantic.target_projector(v) for v in masked_means(map2, semantic.target_saliency(map2)))
+        z1_fg, z1_bg = (semantic.projector(v) for v in masked_means(map1, semantic.saliency(map1)))
+        loss = info_nce_as_written(q, k, queue.clone(), t) + 0.5 * triplet_as_written(z1_fg, z1_bg, z2_fg, z2_bg, 1.0)
+        grads = reference_step(optimizer, loss, record, model)
+        ema(target, online, m)
+        with torch.no_grad():
+            queue[pointer:pointer + B] = k
+            pointer = (pointer + B) % options["queue"]
+            model.queue.pointer.fill_(pointer)
+        assert_same(record, loss, grads, model, step)
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_scd_on_byol_is_the_byol_loss_plus_half_the_triplet(tmp_path, symmetric):
+    options = {"dim": 8, "hidden": 16, "base_momentum": 0.9, "alpha": 1.0, "weight": 0.5, "saliency_hidden": 8,
+               "symmetric": symmetric}
+    batches = fixed_batches(9, size=64)
+    model, records = through_the_engine("scd_byol", options, batches, tmp_path)
+    semantic = model.semantic
+    online = [model.backbone, model.projector, semantic.saliency, semantic.projector]
+    target = [model.target_backbone, model.target_projector, semantic.target_saliency, semantic.target_projector]
+    optimizer = sgd([[p for module in online + [model.predictor] for p in module.parameters()]])
+
+    def direction(x_online, x_target):
+        online_map = model.backbone.feature_map(x_online)
+        p = model.predictor(model.projector(online_map.mean((2, 3))))
+        with torch.no_grad():
+            target_map = model.target_backbone.feature_map(x_target)
+            z = model.target_projector(target_map.mean((2, 3)))
+            z2 = [semantic.target_projector(v) for v in masked_means(target_map, semantic.target_saliency(target_map))]
+        z1 = [semantic.projector(v) for v in masked_means(online_map, semantic.saliency(online_map))]
+        byol = (2 - 2 * (F.normalize(p, dim=1) * F.normalize(z, dim=1)).sum(1)).mean()
+        return byol + 0.5 * triplet_as_written(*z1, *z2, 1.0)
+
+    for step, (batch, record) in enumerate(zip(batches, records)):
+        x1, x2 = batch["global"]
+        loss = direction(x1, x2) + (direction(x2, x1) if symmetric else 0)
+        grads = reference_step(optimizer, loss, record, model)
+        tau = 1 - (1 - options["base_momentum"]) * (math.cos(math.pi * record["step"] / record["total"]) + 1) / 2
+        ema(target, online, tau)
         assert_same(record, loss, grads, model, step)
