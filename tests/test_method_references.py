@@ -31,6 +31,11 @@ closing notes of the issues that added them):
 - scd: the semantic target (saliency head, projector) never updated
 - scd: the triplet's weight 0.5 ignored
 - scd-byol: `symmetric: true` ignored
+- sgcl: the inter-image term without its score weights (P^gamma)
+- sgcl: the intra-image term without its score weights
+- sgcl: the memory keeping view 1's target projections instead of view 2's
+- sgcl: the inter-image term not averaged over the region pairs
+- sgcl: the target never following the online network
 - engine: after_step called before optimizer.step()
 - engine: after_step skipped (the target never moves)
 """
@@ -486,3 +491,57 @@ def test_scd_on_byol_is_the_byol_loss_plus_half_the_triplet(tmp_path, symmetric)
         tau = 1 - (1 - options["base_momentum"]) * (math.cos(math.pi * record["step"] / record["total"]) + 1) / 2
         ema(target, online, tau)
         assert_same(record, loss, grads, model, step)
+
+
+# --- SGCL on BYOL: Eq. 9-11 of the SGCL paper -------------------------------------------------
+
+
+def saliency_batches(seed: int, pairs: int = 2) -> Batches:
+    generator = torch.Generator().manual_seed(seed)
+    return Batches({"saliency": torch.randn(pairs, 2, B, 3, SIZE, SIZE, generator=generator),
+                    "saliency_scores": torch.rand(B, pairs, generator=generator) * 2 - 0.2}  # some below 0
+                   for _ in range(STEPS))
+
+
+def test_sgcl_is_weighted_intra_plus_inter_image_byol(tmp_path):
+    options = {"dim": 8, "hidden": 16, "base_momentum": 0.9, "gamma": 0.5, "neighbours": 3, "queue": 12,
+               "base": "byol", "temperature": 0.1}
+    batches = saliency_batches(10)
+    model, records = through_the_engine("sgcl", options, batches, tmp_path)
+    online = torch.nn.Sequential(model.backbone, model.projector)
+    target = torch.nn.Sequential(model.target_backbone, model.target_projector)
+    predictor = model.predictor
+    optimizer = sgd([list(online.parameters()) + list(predictor.parameters())])
+    size, written = options["queue"], 0  # the memory of target projections, a ring of `size` rows
+
+    def l(p, z):  # BYOL's regression loss, z without gradient
+        return ((F.normalize(p, dim=-1) - F.normalize(z.detach(), dim=-1)) ** 2).sum(-1)
+
+    for step, (batch, record) in enumerate(zip(batches, records)):
+        crops, scores = batch["saliency"], batch["saliency_scores"]
+        weight = scores.clamp_min(0) ** options["gamma"]  # P^gamma, a negative score weighing nothing
+        filled = min(written, size)
+        memory = model.memory[:filled].clone()
+        intra, inter, seen = 0.0, 0.0, []
+        for i in range(len(crops)):
+            p1, p2 = predictor(online(crops[i, 0])), predictor(online(crops[i, 1]))
+            with torch.no_grad():
+                z1, z2 = target(crops[i, 0]), target(crops[i, 1])
+            intra = intra + (weight[:, i] * (l(p1, z2) + l(p2, z1))).mean()
+            if filled >= options["neighbours"]:
+                similarity = F.normalize(p1.detach(), dim=1) @ memory.T
+                nearest = memory[similarity.topk(options["neighbours"], dim=1).indices]  # [B, l, D]
+                inter = inter + (weight[:, i, None] * l(p1[:, None, :].expand_as(nearest), nearest)).mean()
+            seen.append(F.normalize(z2, dim=1))
+        loss = intra + inter / len(crops)
+        grads = reference_step(optimizer, loss, record, model)
+        with torch.no_grad():
+            for row in torch.cat(seen):  # one by one into the ring
+                model.memory[written % size] = row
+                written += 1
+            model.pointer.fill_(written % size)
+            model.filled.fill_(min(written, size))
+        tau = 1 - (1 - options["base_momentum"]) * (math.cos(math.pi * record["step"] / record["total"]) + 1) / 2
+        ema([target], [online], tau)
+        assert_same(record, loss, grads, model, step)
+    assert float(records[-1]["loss"]) != 0 and written > size, "the inter-image term ran and the ring wrapped"
