@@ -36,6 +36,15 @@ closing notes of the issues that added them):
 - sgcl: the memory keeping view 1's target projections instead of view 2's
 - sgcl: the inter-image term not averaged over the region pairs
 - sgcl: the target never following the online network
+- logo: the main gradient not clipped at grad_clip (the official clip_grad_norm_ at 100)
+- logo: no weight decay on the L_ll step
+- logo: L_ll clipped against the main norm after its clip instead of before
+- logo: lambda ignored in `ll_mode: lambda`
+- logo: L_ll's gradient reaching the critic
+- logo: only one global's keys queued
+- logo: the six InfoNCE terms summed, not averaged
+- logo: a local's negative partner its own image's other local
+- logo-simsiam: the locals' projections not normalised for the critic
 - engine: after_step called before optimizer.step()
 - engine: after_step skipped (the target never moves)
 """
@@ -56,7 +65,7 @@ from viewkit.trainer.run import Run
 
 from tiny import TinyBackbone
 
-B, STEPS, SIZE = 4, 3, 32
+B, STEPS, SIZE, SEED = 4, 3, 32, 1234
 WEIGHT_DECAY, SGD_MOMENTUM, BASE_LR = 1e-3, 0.9, 0.5
 UNCOMPARED = ("running_mean", "running_var", "num_batches_tracked")
 
@@ -102,8 +111,8 @@ def through_the_engine(name: str, options: dict, batches: Batches, tmp_path: Pat
     records, forward, after_step = [], method.forward, method.after_step
 
     def recorded_forward(batch):
-        loss, extra = forward(batch)
-        records.append({"loss": loss.detach().clone()})
+        loss, extra = forward(batch)  # a tensor, or LoGo's main and L_ll kept apart (its .item() their sum)
+        records.append({"loss": loss.detach().clone() if isinstance(loss, torch.Tensor) else torch.tensor(loss.item())})
         return loss, extra
 
     def recorded_after_step(step, total_steps):
@@ -113,6 +122,7 @@ def through_the_engine(name: str, options: dict, batches: Batches, tmp_path: Pat
         records[-1]["state"] = {k: v.clone() for k, v in method.state_dict().items()}
 
     method.forward, method.after_step = recorded_forward, recorded_after_step
+    torch.manual_seed(SEED)  # what a step draws (LoGo's critic noise), the references draw again from here
     train_one_epoch(run, 0, batches, progress=False)
     assert len(records) == STEPS and all("state" in r for r in records), "after_step ran once per step"
     return initial, records
@@ -545,3 +555,141 @@ def test_sgcl_is_weighted_intra_plus_inter_image_byol(tmp_path):
         ema([target], [online], tau)
         assert_same(record, loss, grads, model, step)
     assert float(records[-1]["loss"]) != 0 and written > size, "the inter-image term ran and the ring wrapped"
+
+
+# --- LoGo: Zhang et al. 2022 (Eq. 3-6) as the official code trains it -------------------------
+
+
+def logo_batches(seed: int) -> Batches:
+    generator = torch.Generator().manual_seed(seed)
+    return Batches({"global": torch.randn(2, B, 3, SIZE, SIZE, generator=generator),
+                    "local": torch.randn(2, B, 3, 16, 16, generator=generator)} for _ in range(STEPS))
+
+
+def logo_critic_terms(critic, l1, l2, noise):
+    """The critic's logistic objective on detached locals (noisy positive pairs of both orders,
+    negatives paired with the next image's local) and L_ll = softplus(r(l1, l2)) through the
+    critic's weights held still."""
+    a, b = l1.detach(), l2.detach()
+    std = noise / a.shape[1] ** 0.5
+    n_a, n_b = std * torch.randn_like(a), std * torch.randn_like(b)
+    rows = critic(torch.cat([torch.cat([a + n_a, b + n_b], 1), torch.cat([b + n_a, a + n_b], 1),
+                             torch.cat([a, b.roll(1, 0)], 1), torch.cat([b, a.roll(1, 0)], 1)])).squeeze(1)
+    pos12, pos21, neg12, neg21 = rows.chunk(4)
+    softplus = F.softplus
+    critic_loss = (0.5 * softplus(-pos12) + 0.5 * softplus(-pos21) + 0.5 * softplus(neg12) + 0.5 * softplus(neg21)).mean()
+    held = copy.deepcopy(critic).requires_grad_(False)  # today's weights, no gradient to them
+    local_local = softplus(held(torch.cat([l1, l2], 1)).squeeze(1)).mean()
+    return critic_loss, local_local
+
+
+def logo_gradients(model, critic, main, local_local, options):
+    """The official code's two gradients in one: the encoder's main gradient clipped at
+    grad_clip, plus the L_ll gradient clipped to clip_ratio x the main norm (before its clip),
+    plus the L_ll step's weight decay on the encoder."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    in_critic = {id(p) for p in critic.parameters()}
+    g_main = torch.autograd.grad(main, params, retain_graph=True, allow_unused=True)
+    g_ll = torch.autograd.grad(local_local, params, allow_unused=True)
+
+    def norm(grads):
+        return math.sqrt(sum(float((g ** 2).sum()) for p, g in zip(params, grads) if g is not None and id(p) not in in_critic))
+
+    main_norm = norm(g_main)
+    clip = min(1.0, options["grad_clip"] / (main_norm + 1e-6))
+    ll_scale = min(1.0, options["clip_ratio"] * main_norm / (norm(g_ll) + 1e-12))
+    for p, gm, gl in zip(params, g_main, g_ll):
+        encoder = id(p) not in in_critic
+        grad = torch.zeros_like(p) if gm is None else gm * (clip if encoder else 1.0)
+        if gl is not None:
+            grad = grad + ll_scale * gl + (options["ll_weight_decay"] * p.detach() if encoder else 0)
+        p.grad = grad
+
+
+def logo_step(optimizer, record, model, loss_or_parts, options):
+    for group, lr in zip(optimizer.param_groups, record["lrs"]):
+        group["lr"] = lr
+    optimizer.zero_grad(set_to_none=True)
+    if isinstance(loss_or_parts, tuple):
+        logo_gradients(model, model.critic, *loss_or_parts, options)
+    else:
+        loss_or_parts.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    optimizer.step()
+    return grads
+
+
+LOGO_OPTIONS = {"dim": 8, "hidden": 16, "queue": 16, "momentum": 0.9, "temperature": 0.2, "clip_ratio": 0.015,
+                "ll_weight": 0.5, "critic_hidden": 8, "critic_layers": 3, "critic_noise": 0.3,
+                # small enough that the clip at "100" bites, large enough that the decay shows
+                "grad_clip": 0.5, "ll_weight_decay": 0.1}
+
+
+@pytest.mark.parametrize("ll_mode", ["clip", "lambda"])
+def test_logo_on_moco_is_the_official_step(tmp_path, ll_mode):
+    options = LOGO_OPTIONS | {"ll_mode": ll_mode}
+    batches = logo_batches(11)
+    model, records = through_the_engine("logo_moco", options, batches, tmp_path)
+    encoder = model.encoder
+    f_q = torch.nn.Sequential(encoder.backbone, encoder.projector)
+    f_k = torch.nn.Sequential(encoder.key_backbone, encoder.key_projector)
+    queue, pointer, m, t = model.queue.keys, 0, options["momentum"], options["temperature"]
+    optimizer = sgd([[p for p in model.parameters() if p.requires_grad]])
+    torch.manual_seed(SEED)
+    for step, (batch, record) in enumerate(zip(batches, records)):
+        negatives = queue.clone()
+        g = [F.normalize(f_q(v), dim=1) for v in batch["global"]]
+        with torch.no_grad():
+            k = [F.normalize(f_k(v), dim=1) for v in batch["global"]]
+        l = [F.normalize(f_q(v), dim=1) for v in batch["local"]]
+        gg = info_nce_as_written(g[0], k[1], negatives, t) + info_nce_as_written(g[1], k[0], negatives, t)
+        lg = sum(info_nce_as_written(lj, ki, negatives, t) for lj in l for ki in k)
+        critic_loss, local_local = logo_critic_terms(model.critic, l[0], l[1], options["critic_noise"])
+        main = (gg + lg) / 6 + critic_loss
+        if ll_mode == "clip":
+            loss, parts = main + local_local, (main, local_local)
+        else:  # the paper: one loss, L = main + lambda L_ll
+            loss = parts = main + options["ll_weight"] * local_local
+        grads = logo_step(optimizer, record, model, parts, options)
+        with torch.no_grad():
+            for key_param, query_param in zip(f_k.parameters(), f_q.parameters()):
+                key_param.copy_(m * key_param + (1 - m) * query_param)
+            for key in k:  # both globals' keys enter the queue
+                queue[pointer:pointer + B] = key
+                pointer = (pointer + B) % options["queue"]
+            model.queue.pointer.fill_(pointer)
+        assert_same(record, loss, grads, model, step)
+
+
+def test_logo_on_simsiam_is_the_official_step(tmp_path):
+    options = {key: LOGO_OPTIONS[key] for key in ("clip_ratio", "ll_weight", "critic_hidden", "critic_layers",
+                                                  "critic_noise", "grad_clip", "ll_weight_decay")}
+    options |= {"dim": 16, "predictor_hidden": 8, "ll_mode": "clip", "fixed_predictor_lr": True}
+    batches = logo_batches(12)
+    model, records = through_the_engine("logo_simsiam", options, batches, tmp_path)
+    f, h = torch.nn.Sequential(model.backbone, model.projector), model.predictor
+    rest = [p for p in model.parameters() if p.requires_grad and all(p is not q for q in h.parameters())]
+    optimizer = sgd([rest, list(h.parameters())])
+
+    def D(p, z):
+        return -(F.normalize(p, dim=1) * F.normalize(z.detach(), dim=1)).sum(1).mean()
+
+    torch.manual_seed(SEED)
+    for step, (batch, record) in enumerate(zip(batches, records)):
+        z_g, z_l = [f(v) for v in batch["global"]], [f(v) for v in batch["local"]]
+        p_g, p_l = [h(z) for z in z_g], [h(z) for z in z_l]
+        gg = D(p_g[0], z_g[1]) / 2 + D(p_g[1], z_g[0]) / 2
+        lg = sum(D(p, z) / 2 for p in p_l for z in z_g)
+        critic_loss, local_local = logo_critic_terms(model.critic, F.normalize(z_l[0], dim=1),
+                                                     F.normalize(z_l[1], dim=1), options["critic_noise"])
+        main = gg + lg + critic_loss
+        grads = logo_step(optimizer, record, model, (main, local_local), options)
+        assert_same(record, main + local_local, grads, model, step)
+
+
+def test_logo_defaults_are_the_official_codes():
+    from viewkit.trainer.methods import logo
+
+    for defaults in (logo.DEFAULTS, logo.SIMSIAM_DEFAULTS):
+        assert defaults["grad_clip"] == 100.0 and defaults["ll_weight_decay"] == 1e-4
+        assert defaults["clip_ratio"] == 0.015 and defaults["ll_mode"] == "clip"

@@ -15,18 +15,24 @@ positive pairs; the encoder minimises L_ll through the critic's held weights. Ke
 globals enter the queue.
 
 Official code (default, `ll_mode="clip"`): L_ll takes its own encoder gradient, whose norm
-is clipped to 0.015 x the norm of the main loss's gradient. Paper (`ll_mode="lambda"`):
-L = main + lambda L_ll, lambda 5e-4 (MoCo) / 1e-4 (SimSiam).
+is clipped to 0.015 x the norm of the main loss's gradient; the main gradient itself is
+clipped at norm 100 over the query encoder (`clip_grad_norm_(encoder_q, 100)`, option
+`grad_clip`), and the L_ll step carries its own weight decay, 1e-4 over the encoder's
+parameters (option `ll_weight_decay`), on top of the main step's. Paper
+(`ll_mode="lambda"`): L = main + lambda L_ll, lambda 5e-4 (MoCo) / 1e-4 (SimSiam), one
+gradient, neither of the official code's two additions.
 `critic_layers` counts the linear layers, the head included: the official critic has 3.
 
 On SimSiam (`logo_simsiam`): l is SimSiam's D(p(x), sg(z(y))) and the critic sees the
 L2-normalised projections z; the paper's lambda is 1e-4.
 
 choices (where the official code's mechanics were not kept, the objective is):
-- one optimizer step per iteration: the clipped L_ll gradient is added to the main
-  gradient, clipped against this step's main gradient norm; the official code takes a
-  separate SGD step for L_ll (its own momentum buffer), clipped against the previous
-  step's main norm, and updates the key encoder on both forward passes;
+- one optimizer step per iteration: the clipped L_ll gradient, and the L_ll step's weight
+  decay (ll_weight_decay x the parameter), are added to the main gradient, clipped against
+  this step's main gradient norm (before its clip at 100, as the official clip_grad_norm_
+  returns it); the official code takes a separate SGD step for L_ll (its own momentum
+  buffer), clipped against the previous step's main norm, and updates the key encoder on
+  both forward passes;
 - the critic trains in the same optimizer as the encoder, so its lr follows the schedule
   (the official critic has its own SGD at a constant lr);
 - a local's negative partner is the next image's local (`roll(1)`), never itself; the
@@ -52,11 +58,12 @@ from viewkit.trainer.methods.queue import KeyQueue
 from viewkit.trainer.nets import build_backbone, mlp
 
 SIMSIAM_DEFAULTS = {"dim": 2048, "predictor_hidden": 512, "ll_mode": "clip", "clip_ratio": 0.015, "ll_weight": 1e-4,
-                    "critic_hidden": 256, "critic_layers": 3, "critic_noise": 0.3,
+                    "critic_hidden": 256, "critic_layers": 3, "critic_noise": 0.3, "grad_clip": 100.0,
+                    "ll_weight_decay": 1e-4,
                     "fixed_predictor_lr": True}  # choice: SimSiam's own setting (see trainer/simsiam.py)
 DEFAULTS = {"dim": 128, "hidden": 2048, "queue": 4096, "momentum": 0.999, "temperature": 0.07,
             "ll_mode": "clip", "clip_ratio": 0.015, "ll_weight": 5e-4, "critic_hidden": 256, "critic_layers": 3,
-            "critic_noise": 0.3}
+            "critic_noise": 0.3, "grad_clip": 100.0, "ll_weight_decay": 1e-4}
 
 
 def critic(dim: int, hidden: int, layers: int) -> nn.Sequential:
@@ -107,8 +114,9 @@ class SplitLoss:
 
 
 def clipped_backward(method: nn.Module, loss: SplitLoss | torch.Tensor) -> None:
-    """Official LoGo: the L_ll gradient, clipped to clip_ratio x |the encoder's main gradient|.
-    Gradients are averaged over ranks here (DDP cannot see torch.autograd.grad)."""
+    """Official LoGo: the encoder's main gradient clipped at norm `grad_clip`, plus the L_ll
+    gradient clipped to clip_ratio x |the encoder's main gradient| and the L_ll step's weight
+    decay. Gradients are averaged over ranks here (DDP cannot see torch.autograd.grad)."""
     if isinstance(loss, torch.Tensor):  # ll_mode "lambda": one loss, DDP averages
         loss.backward()
         return
@@ -123,15 +131,20 @@ def clipped_backward(method: nn.Module, loss: SplitLoss | torch.Tensor) -> None:
         return torch.sqrt(sum((g.float() ** 2).sum() for p, g in zip(parameters, grads)
                               if g is not None and id(p) not in critic))
 
-    scale = torch.clamp(method.clip_ratio * encoder_norm(main_grads) / (encoder_norm(ll_grads) + 1e-12), max=1.0)
+    main_norm = encoder_norm(main_grads)
+    scale = torch.clamp(method.clip_ratio * main_norm / (encoder_norm(ll_grads) + 1e-12), max=1.0)
+    main_scale = torch.clamp(method.grad_clip / (main_norm + 1e-6), max=1.0)  # as clip_grad_norm_
     world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
     for p, gm, gl in zip(parameters, main_grads, ll_grads):
-        grad = torch.zeros_like(p) if gm is None else gm.clone()
+        encoder = id(p) not in critic
+        grad = torch.zeros_like(p) if gm is None else gm * main_scale if encoder else gm.clone()
         if gl is not None:
             grad += scale * gl
         if world > 1:
             dist.all_reduce(grad)
             grad /= world
+        if gl is not None and encoder:
+            grad += method.ll_weight_decay * p.detach()
         p.grad = grad
 
 
@@ -143,7 +156,7 @@ def _finish(method: nn.Module, main: torch.Tensor, local_local: torch.Tensor, me
 
 class LoGo(Method):
     def __init__(self, arch, dim, hidden, queue, momentum, temperature, ll_mode, clip_ratio, ll_weight, critic_hidden,
-                 critic_layers, critic_noise):
+                 critic_layers, critic_noise, grad_clip=100.0, ll_weight_decay=1e-4):
         super().__init__()
         if ll_mode not in ("clip", "lambda"):
             raise ValueError(f"ll_mode {ll_mode!r}: 'clip' (official code) or 'lambda' (paper)")
@@ -153,6 +166,7 @@ class LoGo(Method):
         self.critic_noise = critic_noise
         self.queue = KeyQueue(queue, dim)
         self.temperature, self.ll_mode, self.clip_ratio, self.ll_weight = temperature, ll_mode, clip_ratio, ll_weight
+        self.grad_clip, self.ll_weight_decay = grad_clip, ll_weight_decay
         self.averages_own_gradients = ll_mode == "clip"
 
     def forward(self, batch: dict):
@@ -183,7 +197,7 @@ class LoGoSimSiam(Method):
     """LoGo on SimSiam: SimSiam's projector/predictor, no momentum network, no queue."""
 
     def __init__(self, arch, dim, predictor_hidden, ll_mode, clip_ratio, ll_weight, critic_hidden, critic_layers,
-                 critic_noise, fixed_predictor_lr=True):
+                 critic_noise, fixed_predictor_lr=True, grad_clip=100.0, ll_weight_decay=1e-4):
         super().__init__()
         if ll_mode not in ("clip", "lambda"):
             raise ValueError(f"ll_mode {ll_mode!r}: 'clip' (official code) or 'lambda' (paper)")
@@ -194,6 +208,7 @@ class LoGoSimSiam(Method):
         self.critic = critic(dim, critic_hidden, critic_layers)
         self.critic_noise = critic_noise
         self.ll_mode, self.clip_ratio, self.ll_weight = ll_mode, clip_ratio, ll_weight
+        self.grad_clip, self.ll_weight_decay = grad_clip, ll_weight_decay
         self.averages_own_gradients = ll_mode == "clip"
 
     def forward(self, batch: dict):
