@@ -1,4 +1,8 @@
-"""ViewLoader: exact epochs over ranks, determinism, resume, side data, and bad input."""
+"""ViewLoader: exact epochs over ranks, determinism, resume, side data, and bad input.
+
+Changes that must fail, each applied to a copy and the suite run:
+- the shard order drawn without the epoch (every rank reads the same part every epoch)
+"""
 
 import json
 import shutil
@@ -230,3 +234,13 @@ def test_undecodable_sample_is_named(embedded_shards, tmp_path):
     with pytest.raises(RuntimeError, match=f"{shard['tar']}:{name.split('.')[0]}: DALI cannot decode.*viewkit verify"):
         for _ in loader(copy, drop_last=False):
             pass
+
+
+def test_each_epoch_deals_the_shards_to_the_ranks_anew(embedded_shards):
+    """Which samples a rank reads in an epoch follows that epoch's shard order: with the order
+    fixed across epochs (the epoch dropped from its seed) every rank would see the same part
+    of the data every epoch, which the shuffle inside a part cannot hide."""
+    parts = [frozenset(epoch_ids(embedded_shards, 2, epoch=epoch, drop_last=False, batch_size=10)[0])
+             for epoch in range(4)]
+    assert len(set(parts)) > 1, "rank 0 read the same samples in every epoch"
+    assert all(len(part) == 30 for part in parts)

@@ -1,5 +1,11 @@
 """Random draws of the views: saliency region selection, jitter geometry, fallback, and the
-frequencies of flips, grayscale, solarisation and blur."""
+frequencies of flips, grayscale, solarisation and blur, per family.
+
+Changes that must fail, each applied to a copy and the suite run:
+- saliency crops never flipped
+- the original view never flipped
+- crops flipped at p 0.5 whatever their recipe says
+"""
 
 from dataclasses import replace
 
@@ -10,7 +16,7 @@ from scipy import stats
 
 from viewkit.views import recipes
 from viewkit.views.augment import GEOMETRY_ONLY, IMAGENET_MEAN, IMAGENET_STD, Augment
-from viewkit.views.families import Crops, Recipe, SaliencyCrops
+from viewkit.views.families import Crops, Original, Recipe, SaliencyCrops
 from viewkit.views.memory import views_of_images
 
 REGIONS = np.array([[60, 50, 140, 130], [30, 120, 90, 170], [110, 20, 170, 70]], np.float32)
@@ -193,3 +199,51 @@ def test_a_recipe_file_trains_like_its_preset(tmp_path):
         recipes.get(str(tmp_path / "missing.yaml"))
     with pytest.raises(ValueError, match="unknown recipe 'logoo' \\(did you mean 'logo'"):
         recipes.get("logoo")
+
+
+def _horizontal_ramp(count: int) -> list[np.ndarray]:
+    """Brightness rising from left to right: any window of it, unflipped, rises too."""
+    ramp = np.linspace(20, 235, 64).astype(np.uint8)
+    return [np.broadcast_to(ramp[None, :, None], (48, 64, 3)).copy() for _ in range(count)]
+
+
+def _flipped(views) -> list[bool]:
+    """Per view [..., 3, S, S]: falls from left to right."""
+    array = pixels(views).mean(-1)  # [..., S, S]
+    half = array.shape[-1] // 2
+    return (array[..., :half].mean((-1, -2)) > array[..., half:].mean((-1, -2))).reshape(-1).tolist()
+
+
+def test_every_family_flips_at_its_own_rate_and_turns_grey_at_its_own_rate():
+    """Measured on the pixels, per family: the crops, the locals, the original view and the
+    saliency crops, each with a flip and a grayscale probability of its own."""
+    rates = {"global": (0.5, 0.1), "local": (0.3, 0.6), "original": (0.8, 0.3), "saliency": (0.2, 0.9)}
+
+    def augment(family):
+        return replace(GEOMETRY_ONLY, flip_p=rates[family][0], grayscale_p=rates[family][1])
+
+    recipe = Recipe("rates", crops=(Crops("global", 2, 16, (0.5, 1.0), augments=(augment("global"),)),
+                                    Crops("local", 2, 8, (0.3, 0.6), augments=(augment("local"),))),
+                    original=Original(size=16, augment=augment("original")),
+                    saliency=SaliencyCrops(pairs=2, size=16, scale=(0.5, 1.0),
+                                           augments=(augment("saliency"), augment("saliency"))))
+    batch = 50
+    regions = [np.array([[0, 0, 64, 48]] + [[0, 0, 0, 0]] * 7, np.float32)] * batch  # the whole image
+    scores = [np.array([1.0] + [0.0] * 7, np.float32)] * batch
+    flips = {family: [] for family in rates}
+    for out in views_of_images(_horizontal_ramp(batch), recipe, regions=regions, region_scores=scores, batches=4, seed=9):
+        flips["global"] += _flipped(out["global"])
+        flips["local"] += _flipped(out["local"])
+        flips["original"] += _flipped(out["original"])
+        flips["saliency"] += _flipped(out["saliency"])
+        # the reported flags say what the pixels show
+        assert _flipped(out["global"]) == out["global_flips"].reshape(-1).tolist()
+        assert _flipped(out["original"]) == out["original_flip"].reshape(-1).tolist()
+    greys = {family: [] for family in rates}
+    for out in views_of_images(colourful(batch), recipe, regions=regions, region_scores=scores, batches=4, seed=10):
+        for family in rates:
+            view = pixels(out[family]).reshape(-1, out[family].shape[-1] ** 2, 3)
+            greys[family] += (np.abs(view - view.mean(-1, keepdims=True)).max((1, 2)) < 1.5).tolist()
+    for family, (flip_p, grey_p) in rates.items():
+        assert within(fraction(flips[family]), flip_p, len(flips[family])), (family, fraction(flips[family]))
+        assert within(fraction(greys[family]), grey_p, len(greys[family])), (family, fraction(greys[family]))
