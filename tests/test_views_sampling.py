@@ -214,36 +214,39 @@ def _flipped(views) -> list[bool]:
     return (array[..., :half].mean((-1, -2)) > array[..., half:].mean((-1, -2))).reshape(-1).tolist()
 
 
-def test_every_family_flips_at_its_own_rate_and_turns_grey_at_its_own_rate():
+def _rates_recipe(augment) -> Recipe:
+    return Recipe("rates", crops=(Crops("global", 2, 16, (0.5, 1.0), augments=(augment("global"),)),
+                                  Crops("local", 2, 8, (0.3, 0.6), augments=(augment("local"),))),
+                  original=Original(size=16, augment=augment("original")),
+                  saliency=SaliencyCrops(pairs=2, size=16, scale=(0.5, 1.0),
+                                         augments=(augment("saliency"), augment("saliency"))))
+
+
+def test_every_family_draws_its_flips_grey_and_solarisation_at_its_own_rates():
     """Measured on the pixels, per family: the crops, the locals, the original view and the
-    saliency crops, each with a flip and a grayscale probability of its own."""
-    rates = {"global": (0.5, 0.1), "local": (0.3, 0.6), "original": (0.8, 0.3), "saliency": (0.2, 0.9)}
-
-    def augment(family):
-        return replace(GEOMETRY_ONLY, flip_p=rates[family][0], grayscale_p=rates[family][1])
-
-    recipe = Recipe("rates", crops=(Crops("global", 2, 16, (0.5, 1.0), augments=(augment("global"),)),
-                                    Crops("local", 2, 8, (0.3, 0.6), augments=(augment("local"),))),
-                    original=Original(size=16, augment=augment("original")),
-                    saliency=SaliencyCrops(pairs=2, size=16, scale=(0.5, 1.0),
-                                           augments=(augment("saliency"), augment("saliency"))))
+    saliency crops, each with flip, grayscale and solarisation probabilities of its own."""
+    rates = {"global": (0.5, 0.1, 0.3), "local": (0.3, 0.6, 0.1), "original": (0.8, 0.3, 0.5),
+             "saliency": (0.2, 0.9, 0.7)}
+    recipe = _rates_recipe(lambda family: replace(GEOMETRY_ONLY, flip_p=rates[family][0], grayscale_p=rates[family][1]))
+    solarizing = _rates_recipe(lambda family: replace(GEOMETRY_ONLY, solarize_p=rates[family][2]))
     batch = 50
     regions = [np.array([[0, 0, 64, 48]] + [[0, 0, 0, 0]] * 7, np.float32)] * batch  # the whole image
     scores = [np.array([1.0] + [0.0] * 7, np.float32)] * batch
-    flips = {family: [] for family in rates}
+    flips, greys, solarized = ({family: [] for family in rates} for _ in range(3))
     for out in views_of_images(_horizontal_ramp(batch), recipe, regions=regions, region_scores=scores, batches=4, seed=9):
-        flips["global"] += _flipped(out["global"])
-        flips["local"] += _flipped(out["local"])
-        flips["original"] += _flipped(out["original"])
-        flips["saliency"] += _flipped(out["saliency"])
+        for family in rates:
+            flips[family] += _flipped(out[family])
         # the reported flags say what the pixels show
         assert _flipped(out["global"]) == out["global_flips"].reshape(-1).tolist()
         assert _flipped(out["original"]) == out["original_flip"].reshape(-1).tolist()
-    greys = {family: [] for family in rates}
     for out in views_of_images(colourful(batch), recipe, regions=regions, region_scores=scores, batches=4, seed=10):
         for family in rates:
             view = pixels(out[family]).reshape(-1, out[family].shape[-1] ** 2, 3)
             greys[family] += (np.abs(view - view.mean(-1, keepdims=True)).max((1, 2)) < 1.5).tolist()
-    for family, (flip_p, grey_p) in rates.items():
-        assert within(fraction(flips[family]), flip_p, len(flips[family])), (family, fraction(flips[family]))
-        assert within(fraction(greys[family]), grey_p, len(greys[family])), (family, fraction(greys[family]))
+    bright = [np.full((48, 64, 3), 200, np.uint8)] * batch  # solarised pixels become 55
+    for out in views_of_images(bright, solarizing, regions=regions, region_scores=scores, batches=4, seed=11):
+        for family in rates:
+            solarized[family] += (pixels(out[family]).reshape(-1, out[family].shape[-1] ** 2 * 3).mean(1) < 128).tolist()
+    for family, (flip_p, grey_p, solarize_p) in rates.items():
+        for name, flags, p in (("flip", flips, flip_p), ("grey", greys, grey_p), ("solarize", solarized, solarize_p)):
+            assert within(fraction(flags[family]), p, len(flags[family])), (family, name, fraction(flags[family]))
