@@ -120,13 +120,14 @@ def gpu_learning_rows() -> list[str]:
 
 
 def engine_rows() -> list[str]:
-    rows = _header("| file | date | inputs | workers | local inputs/s | Ray inputs/s | Ray / local time | "
+    rows = _header("| file | date | git | inputs | workers | local inputs/s | Ray inputs/s | Ray / local time | "
                    "Ray start (s) | same bytes | ImageNet-21k hours, CPU only, on 1 / 4 / 16 nodes of 16 cores | "
                    "command |")
     for name, r in _lines("*.jsonl"):
         if r.get("name") == "shard-engines":
             hours = r["imagenet21k_hours_by_nodes_of_16_cores"]
-            rows.append(f"| {name} | {r['date']} | {r['inputs']} | {r['workers']} | {r['local_inputs_per_s']:.0f} | "
+            rows.append(f"| {name} | {r['date']} | {(r.get('git') or '-')[:7]} | {r['inputs']} | {r['workers']} | "
+                        f"{r['local_inputs_per_s']:.0f} | "
                         f"{r['ray_inputs_per_s']:.0f} | {r['ray_over_local']:.2f} | {r['ray_start_seconds']:.1f} | "
                         f"{r['identical_bytes']} | {hours['1']:.2f} / {hours['4']:.2f} / {hours['16']:.3f} | `{r['command']}` |")
     return rows
