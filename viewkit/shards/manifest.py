@@ -116,7 +116,7 @@ def validate_manifest(manifest, where: str, consistent: bool = True) -> dict:
         check.fail("components", f"lacks {fmt.IMAGE!r} or {fmt.SAMPLE_ID!r}, which every viewkit shard holds")
     check.mapping(manifest["options"], "options")
     check.digest(manifest["fingerprint"], "fingerprint")
-    _validate_shards(check, manifest["shards"], num_samples, num_inputs, per_shard, consistent)
+    _validate_shards(check, manifest["shards"], split, num_samples, num_inputs, per_shard, consistent)
     return manifest
 
 
@@ -132,10 +132,10 @@ def _validate_classes(check: _Check, classes) -> None:
         check.text(entry.get("name"), f"{field}.name")
 
 
-def _validate_shards(check: _Check, shards, num_samples: int, num_inputs: int, per_shard: int,
+def _validate_shards(check: _Check, shards, split: str, num_samples: int, num_inputs: int, per_shard: int,
                      consistent: bool) -> None:
     check.listing(shards, "shards")
-    next_id, next_input, names = 0, 0, set()
+    next_id, next_input = 0, 0
     for position, shard in enumerate(shards):
         field = f"shards[{position}]"
         check.mapping(shard, field)
@@ -144,11 +144,11 @@ def _validate_shards(check: _Check, shards, num_samples: int, num_inputs: int, p
                 check.fail(f"{field}.{key}", "missing")
         tar = check.file_name(shard["tar"], f"{field}.tar", ".tar")
         index = check.file_name(shard["index"], f"{field}.index", ".idx")
-        if index != tar[: -len(".tar")] + ".idx":
-            check.fail(f"{field}.index", f"{index!r} is not the index of {tar!r} ({tar[:-4]}.idx)")
-        if tar in names:
-            check.fail(f"{field}.tar", f"{tar!r} is listed twice")
-        names.add(tar)
+        expected = fmt.shard_name(split, position)
+        if tar != expected + ".tar":  # the writer's names: no other file of the folder is a shard
+            check.fail(f"{field}.tar", f"{tar!r}, expected {expected + '.tar'!r} (split {split!r}, shard {position})")
+        if index != expected + ".idx":
+            check.fail(f"{field}.index", f"{index!r} is not the index of {tar!r} ({expected}.idx)")
         last = position == len(shards) - 1
         samples = check.count(shard["samples"], f"{field}.samples", low=1)
         if consistent and (samples > per_shard or (not last and samples != per_shard)):
