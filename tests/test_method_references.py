@@ -693,3 +693,19 @@ def test_logo_defaults_are_the_official_codes():
     for defaults in (logo.DEFAULTS, logo.SIMSIAM_DEFAULTS):
         assert defaults["grad_clip"] == 100.0 and defaults["ll_weight_decay"] == 1e-4
         assert defaults["clip_ratio"] == 0.015 and defaults["ll_mode"] == "clip"
+
+
+def test_a_non_finite_loss_stops_the_run_naming_the_step(tmp_path):
+    """As DINO and MAE: a diverged step ends the run in one line, before any checkpoint of it."""
+    options = {"dim": 8, "hidden": 16, "temperature": 0.3}
+    method = build_method("simclr", TinyBackbone(), options)
+    config = TrainConfig(method="simclr", method_options=options, epochs=1, batch_size=B, device="cpu",
+                         precision="fp32", channels_last=False)
+    run = Run(config, "unused", tmp_path, 0, 1, torch.device("cpu"), method, method,
+              make_optimizer(config, method), fixed_batches(13), None)
+    forward = method.forward
+    method.forward = lambda batch: (forward(batch)[0] * (float("nan") if run.step == 1 else 1.0), {})
+    # steps counted as metrics.jsonl counts them: NaN from the second step on, "step 2"
+    with pytest.raises(ValueError, match=r"step 2 \(epoch 0\): the loss is nan; the run stops without a checkpoint"):
+        train_one_epoch(run, 0, run.loader, progress=False)
+    assert not (tmp_path / "checkpoint-last.pt").exists()

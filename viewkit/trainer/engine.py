@@ -15,6 +15,7 @@ stopped mid-epoch), then `end_of_epoch`.
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Iterable
@@ -68,6 +69,11 @@ def train_one_epoch(run: Run, epoch: int, batches: Iterable[dict], progress: boo
         method.after_step(run.step, run.total_steps)
         run.step += 1
         loss_value = loss.item()  # syncs the device: the step's time is complete
+        if not math.isfinite(loss_value):  # as DINO and MAE: no checkpoint of a diverged network
+            raise ValueError(f"step {run.step} (epoch {epoch}): the loss is {loss_value}"
+                             f"{_parts(extra)}; the run stops without a checkpoint of it "
+                             f"({run.out / 'checkpoint-last.pt'} holds the last finished epoch): lower base_lr, "
+                             "or check the data and the method's options")
         done = time.perf_counter()
         waited, busy, ready = waited + fetched - ready, busy + done - fetched, done
         bar.update(1)
@@ -83,6 +89,10 @@ def train_one_epoch(run: Run, epoch: int, batches: Iterable[dict], progress: boo
                 run.log.row(last, run.step)
     bar.close()
     return last
+
+
+def _parts(extra: dict) -> str:
+    return " (" + ", ".join(f"{k} {float(v):.4g}" for k, v in extra.items()) + ")" if extra else ""
 
 
 def end_of_epoch(run: Run, epoch: int) -> dict:
