@@ -32,7 +32,7 @@ def main() -> int:
     parser.add_argument("--note", default="", help="what else ran on the machine")
     parser.add_argument("--json", type=Path, default=ROOT / "docs" / "measurements" / "demo.jsonl")
     args = parser.parse_args()
-    from viewkit.tools.bench import machine
+    from viewkit.tools.bench_common import machine
     from viewkit.trainer.checkpoint import git_revision
 
     git = git_revision()

@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--json", help="append one line per recipe to this .jsonl file")
     args = parser.parse_args()
-    from viewkit.tools.bench import machine
+    from viewkit.tools.bench_common import machine
     from viewkit.trainer.checkpoint import git_revision
 
     with tempfile.TemporaryDirectory() as scratch:

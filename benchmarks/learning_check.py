@@ -78,7 +78,7 @@ def evaluate(protocol: str, network: list[str], shards: Path, resolution: int, t
 
 
 def stamp(args: argparse.Namespace) -> dict:
-    from viewkit.tools.bench import machine
+    from viewkit.tools.bench_common import machine
     from viewkit.trainer.checkpoint import git_revision
 
     return {"date": time.strftime("%Y-%m-%d", time.gmtime()), "git": git_revision(), "schedule": args.schedule,

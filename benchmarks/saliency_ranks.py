@@ -39,7 +39,7 @@ def main() -> int:
     args = parser.parse_args()
     from viewkit.loaders.dataset import open_dataset
     from viewkit.saliency import SaliencyStore
-    from viewkit.tools.bench import machine
+    from viewkit.tools.bench_common import machine
     from viewkit.trainer.checkpoint import git_revision
 
     seconds, stores = {}, {}

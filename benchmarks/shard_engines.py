@@ -71,7 +71,7 @@ def main() -> int:
 
     from viewkit.shards import sources
     from viewkit.shards.writer import ShardOptions
-    from viewkit.tools.bench import machine
+    from viewkit.tools.bench_common import machine
     from viewkit.trainer.checkpoint import git_revision
 
     if (args.src is None) == (args.tiny is None):

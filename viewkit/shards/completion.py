@@ -27,6 +27,7 @@ from viewkit.shards import format as fmt
 from viewkit.shards.manifest import read_manifest
 from viewkit.shards.outdir import damaged_shards
 from viewkit.shards.repair import rewrite_shard
+from viewkit.shards.order import samples_per_shard, shuffled_order
 from viewkit.shards.samples import component_table, verdicts
 from viewkit.writes import open_new, writing
 
@@ -35,8 +36,6 @@ def complete_dataset(listing, out: Path, split: str, options, fingerprint: str, 
                      progress: bool) -> dict:
     """The manifest of OUT made true again (the caller holds the writer lock); the result says
     `already_complete`, or lists what was `repaired`."""
-    from viewkit.shards.writer import samples_per_shard, shuffled_order
-
     manifest = read_manifest(out, consistent=False)
     manifest.pop("root")
     if manifest["fingerprint"] != fingerprint:
@@ -129,8 +128,6 @@ def _rejections(listing, order: list[int], options, shards: list[dict], pool) ->
 
 
 def _derived_manifest(listing, split: str, options, fingerprint: str, shards: list[dict], num_rejected: int) -> dict:
-    from viewkit.shards.writer import samples_per_shard
-
     return {
         "format": fmt.FORMAT_NAME,
         "version": fmt.FORMAT_VERSION,

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -23,6 +22,7 @@ from tqdm import tqdm
 
 from viewkit.shards import format as fmt
 from viewkit.shards.manifest import SPLIT_NAME
+from viewkit.shards.order import samples_per_shard, shuffled_order
 from viewkit.shards.summaries import every_input_rejected
 from viewkit.shards.outdir import (JOURNAL_NAME, clear_output, refuse_foreign_files, refuse_links,
                                    writer_lock)
@@ -31,12 +31,7 @@ from viewkit.shards.samples import component_table, in_order, prepare_tasks, sam
 from viewkit.shards.tarwriter import ShardWriter
 from viewkit.writes import open_append, open_new, writing
 
-__all__ = ["JOURNAL_NAME", "ShardOptions", "write_dataset", "clear_output"]
-# Tar overhead of one sample: a header per component, padding of the image, and one
-# block of data for each small component (cls, json, id, label).
-_SAMPLE_OVERHEAD_BYTES = 5 * fmt.TAR_BLOCK + fmt.TAR_BLOCK // 2 + 4 * fmt.TAR_BLOCK
-
-
+__all__ = ["JOURNAL_NAME", "ShardOptions", "write_dataset", "clear_output", "samples_per_shard", "shuffled_order"]
 @dataclass(frozen=True)
 class ShardOptions:
     shard_size: int = 1_000_000_000  # bytes per shard, a target: counts are what is exact
@@ -111,21 +106,6 @@ def _read_journal(out: Path, fingerprint: str) -> list[dict]:
             break
         done.append(record)
     return done
-
-
-def samples_per_shard(listing: SourceListing, options: ShardOptions) -> int:
-    if options.shard_samples:
-        return options.shard_samples
-    if not listing.items:
-        return 1
-    mean_bytes = sum(os.path.getsize(i.path) for i in listing.items) / len(listing.items)
-    return max(1, int(options.shard_size // (mean_bytes + _SAMPLE_OVERHEAD_BYTES)))
-
-
-def shuffled_order(count: int, seed: int) -> list[int]:
-    order = list(range(count))
-    random.Random(seed).shuffle(order)
-    return order
 
 
 def write_dataset(listing: SourceListing, out: str | os.PathLike, *, split: str, options: ShardOptions,

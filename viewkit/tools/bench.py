@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import threading
@@ -30,7 +29,9 @@ import time
 from pathlib import Path
 
 from tqdm import tqdm
+
 from viewkit.tools.argtypes import recipe_help
+from viewkit.tools.bench_common import decoder_options, machine
 
 FIELDS = ("samples_per_s", "views_per_s", "pixels_per_s", "cpu_core_s_per_sample", "peak_host_memory_mb",
           "gpu_memory_mb", "seconds")
@@ -140,22 +141,6 @@ def measure(make_iterator, batch_size: int, batches: int, warmup: int, views: in
             "peak_host_memory_mb": memory.peak, "gpu_memory_mb": gpu, "seconds": seconds}
 
 
-def machine() -> dict:
-    cpu_model = platform.processor()
-    try:
-        cpu_model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    import torch
-
-    return {"cpu": cpu_model, "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
-            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
-
-
-def _decoder_options(args: argparse.Namespace) -> dict:
-    return {} if args.hw_decoder_load is None else {"hw_decoder_load": args.hw_decoder_load}
-
-
 def bench(args: argparse.Namespace) -> dict:
     from viewkit import ViewLoader, recipes
     from viewkit.tools.bench_baseline import PREFETCH as BASELINE_PREFETCH, baseline_loader, views_per_sample
@@ -163,7 +148,7 @@ def bench(args: argparse.Namespace) -> dict:
     recipe = recipes.get(args.recipe)
     views, pixels = views_per_sample(recipe)
     world_loader = ViewLoader(args.shards, recipe, args.batch_size, device=args.device, threads=args.workers,
-                              drop_last=True, rank=0, world_size=1, **_decoder_options(args))
+                              drop_last=True, rank=0, world_size=1, **decoder_options(args))
     needed = args.warmup + args.batches
 
     # Every round in one epoch of one pipeline, one after another: no pipeline build and no

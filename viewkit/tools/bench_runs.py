@@ -7,7 +7,7 @@ import argparse
 import itertools
 import time
 
-from viewkit.tools.bench import _decoder_options, machine
+from viewkit.tools.bench_common import decoder_options, machine
 
 
 def repeat_first(loader):
@@ -36,7 +36,7 @@ def bench_train(args: argparse.Namespace) -> dict:
     config = TrainConfig(method=args.train, arch=args.arch, epochs=1000, batch_size=args.batch_size, device=args.device,
                          precision=args.precision or ("bf16" if args.device == "gpu" else "fp32"), threads=args.workers,
                          log_every=args.batches,
-                         loader_options=_decoder_options(args))
+                         loader_options=decoder_options(args))
     # The trainer reports windows of log_every steps: the last one starts after the warm-up
     # (the pipeline's first batch, cuDNN's algorithm search), which would swamp a 2% stall.
     steps = args.batches * (1 + -(-args.warmup // args.batches))
