@@ -124,3 +124,32 @@ def test_every_option_shows_its_default_and_recipe_names_the_presets():
                 assert "default" in shown, (command, action.dest, shown)
             if action.dest == "recipe":
                 assert all(name in action.help for name in PRESETS), command
+
+
+@pytest.mark.parametrize("argv", [["shard", "folder", "SRC", "s3://bucket/set"], ["info", "s3://bucket/set"],
+                                  ["verify", "gs://bucket/set"], ["saliency", "S", "--out", "s3://b/store"],
+                                  ["train", "cpu/byol", "--data", "s3://b/set", "--out", "run"]])
+def test_a_url_is_refused_in_one_line_and_no_local_folder_named_like_it_appears(argv, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "a URL (" in err and "viewkit reads and writes local files only" in err
+    assert list(tmp_path.iterdir()) == []  # no folder "s3:" or "gs:"
+
+
+def test_the_library_refuses_urls_too(tmp_path):
+    from viewkit import ViewLoader
+    from viewkit.shards import sources
+    from viewkit.shards.writer import ShardOptions, write_dataset
+
+    with pytest.raises(ValueError, match=r"s3://b/x: a URL \(s3://\) given as a dataset.*aws s3 sync"):
+        ViewLoader("s3://b/x", "logo", 8, device="cpu")
+    (tmp_path / "src").mkdir()
+    with pytest.raises(ValueError, match="given as the output folder"):
+        write_dataset(sources.folder_items(tmp_path / "src"), "s3://b/out", split="train", options=ShardOptions())
+
+
+def test_a_ray_address_may_be_a_url(tmp_path, capsys):
+    (tmp_path / "src").mkdir()
+    assert main(["shard", "folder", str(tmp_path / "src"), str(tmp_path / "out"), "--address", "ray://127.0.0.1:1"]) == 2
+    assert "names a Ray cluster: add --engine ray" in capsys.readouterr().err  # past the URL check

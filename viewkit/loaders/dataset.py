@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from viewkit.local_paths import refuse_url
 from viewkit.shards import format as fmt
 from viewkit.shards.manifest import read_manifest
 
@@ -89,6 +90,7 @@ def open_dataset(path: str | os.PathLike, *, verify_checksums: bool = False, par
     hashes the tars (rank `part[0]` of `part[1]` its share), once per process, so that damaged
     bytes never train silently: DALI's decoder turns many damaged JPEGs into garbage pixels
     without an error."""
+    refuse_url(path, "a dataset")
     path = Path(path)
     manifest_path = path / fmt.MANIFEST_NAME if path.is_dir() else path
     if manifest_path.name != fmt.MANIFEST_NAME or not manifest_path.exists():

@@ -15,6 +15,7 @@ import os
 import re
 from pathlib import Path
 
+from viewkit.local_paths import refuse_url
 from viewkit.shards import format as fmt
 
 # choice: 2**48 samples (281 trillion) is far past any image collection and still exact in
@@ -179,6 +180,7 @@ def _validate_shards(check: _Check, shards, split: str, num_samples: int, num_in
 
 def read_manifest(root: str | os.PathLike, consistent: bool = True) -> dict:
     """OUT/dataset.json (or the file itself), parsed and validated; `root` is added: the folder."""
+    refuse_url(root, "a dataset")
     path = Path(root)
     if path.is_dir():
         path = path / fmt.MANIFEST_NAME

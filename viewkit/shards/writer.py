@@ -24,6 +24,7 @@ from viewkit.shards import format as fmt
 from viewkit.shards.manifest import SPLIT_NAME
 from viewkit.shards.order import samples_per_shard, shuffled_order
 from viewkit.shards.summaries import every_input_rejected
+from viewkit.local_paths import refuse_url
 from viewkit.shards.outdir import (JOURNAL_NAME, clear_output, refuse_foreign_files, refuse_links,
                                    writer_lock)
 from viewkit.shards.sources import SourceListing
@@ -122,6 +123,7 @@ def write_dataset(listing: SourceListing, out: str | os.PathLike, *, split: str,
     if not SPLIT_NAME.fullmatch(split):
         raise ValueError(f"split {split!r} names the shard files ({split}-000000.tar) and must be a plain name "
                          "such as train or val: letters, digits and _ . + = -, without a leading '.'")
+    refuse_url(out, "the output folder")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with writer_lock(out):

@@ -8,6 +8,7 @@ import os
 import select
 import sys
 
+from viewkit.local_paths import url_refusal
 from viewkit.writes import system_error
 
 # Command -> its one-line summary (the first line of its module's docstring; a test holds
@@ -75,6 +76,10 @@ def main(argv: list[str] | None = None) -> int:
 
         if not torch.cuda.is_available():
             parser.error(f"{args.command} --device gpu: torch sees no CUDA GPU here; --device cpu runs the same work")
+    for name, value in vars(args).items():  # before any work: a URL would become a local folder named "s3:"
+        if name != "address" and (refusal := url_refusal(value, "an argument")) is not None:  # Ray's is a URL
+            print(f"viewkit {args.command}: error: {refusal}", file=sys.stderr)
+            return 2
     try:
         return args.run(args) or 0
     except BrokenPipeError:
