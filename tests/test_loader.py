@@ -244,3 +244,78 @@ def test_each_epoch_deals_the_shards_to_the_ranks_anew(embedded_shards):
              for epoch in range(4)]
     assert len(set(parts)) > 1, "rank 0 read the same samples in every epoch"
     assert all(len(part) == 30 for part in parts)
+
+
+def _views_by_id(batches) -> dict:
+    return {i: view.clone() for b in batches
+            for i, valid, view in zip(b["id"].tolist(), b["valid"].tolist(), b["global"][0]) if valid}
+
+
+@pytest.mark.parametrize("world, new_world, taken", [(2, 3, (2, 5)), (3, 2, (4, 1, 3)), (1, 2, (6,))])
+def test_an_epoch_resumed_on_another_world_size_delivers_the_rest_once_with_the_same_views(
+        embedded_shards, world, new_world, taken):
+    """States taken mid-epoch after different numbers of batches per rank; the new ranks
+    deliver exactly the samples no earlier rank did, with the views an uninterrupted run
+    gives them, padding flagged invalid; the next epoch is a fresh run on the new world."""
+    recipe = recipes.get("moco_v2", global_size=16)
+
+    def make(rank, size, batch_size=4):
+        return loader(embedded_shards, recipe, batch_size, seed=5, drop_last=False, rank=rank, world_size=size,
+                      threads=1)
+
+    whole = _views_by_id(make(0, 1))
+    states, before = [], []
+    for rank, count in zip(range(world), taken):
+        earlier = make(rank, world)
+        iterator = iter(earlier)
+        before += [next(iterator) for _ in range(count)]
+        states.append(earlier.state_dict())
+    after, lengths = [], set()
+    for rank in range(new_world):
+        resumed = make(rank, new_world, batch_size=3)
+        resumed.load_state_dict(states)
+        lengths.add(len(resumed))
+        batches = list(resumed)
+        assert len(batches) == len(resumed)
+        after += batches
+    assert len(lengths) == 1  # every new rank runs as many batches
+    delivered = [i for b in before + after for i in b["id"][b["valid"]].tolist()]
+    assert sorted(delivered) == list(range(60)), "each sample once over both jobs"
+    for i, view in _views_by_id(after).items():
+        assert torch.equal(view, whole[i]), f"sample {i}: other views than an uninterrupted run"
+    padded = sum(int((~b["valid"]).sum()) for b in after)
+    assert padded == len(after) * 3 - (60 - len([i for b in before for i in b["id"][b["valid"]].tolist()]))
+    resumed.set_epoch(1)
+    fresh = make(new_world - 1, new_world, batch_size=3)
+    fresh.set_epoch(1)
+    assert [b["id"].tolist() for b in resumed] == [b["id"].tolist() for b in fresh]
+
+
+def test_the_rest_of_an_epoch_can_itself_be_resumed_on_another_world(embedded_shards):
+    recipe = recipes.get("moco_v2", global_size=16)
+
+    def make(rank, size):
+        return loader(embedded_shards, recipe, 4, seed=2, drop_last=False, rank=rank, world_size=size, threads=1)
+
+    first, delivered = [], []
+    for rank in range(2):
+        job = make(rank, 2)
+        iterator = iter(job)
+        delivered += [i for b in [next(iterator) for _ in range(2 + rank)] for i in b["id"][b["valid"]].tolist()]
+        first.append(job.state_dict())
+    second = []
+    for rank in range(3):  # resumed on 3, killed again after one batch each
+        job = make(rank, 3)
+        job.load_state_dict(first)
+        batch = next(iter(job))
+        delivered += batch["id"][batch["valid"]].tolist()
+        second.append(job.state_dict())
+    for rank in range(3):  # the same 3 ranks again: each continues its own pipeline exactly
+        job = make(rank, 3)
+        job.load_state_dict(second)
+        delivered += [i for b in job for i in b["id"][b["valid"]].tolist()]
+    assert sorted(delivered) == list(range(60))
+    for rank in range(2):  # or on 2 once more, from the same states
+        job = make(rank, 2)
+        job.load_state_dict(second)
+        assert job.epoch == 0 and len(job) > 0

@@ -44,11 +44,18 @@ GPU_DECODER = dict(device_memory_padding=211_025_920, host_memory_padding=140_54
                    preallocate_width_hint=5_980, preallocate_height_hint=6_430)
 
 
-def read_samples(shards: ShardSet, shard_order: list[int], rank: int, world: int, options: PipelineOptions):
-    """(jpeg, sample id, label, shape) DataNodes of this rank's part; call inside a pipeline."""
+def read_samples(shards: ShardSet, shard_order: list[int], rank: int, world: int, options: PipelineOptions,
+                 files: tuple[list[str], list[str]] | None = None):
+    """(jpeg, sample id, label, shape) DataNodes of this rank's part; call inside a pipeline.
+    `files`: (tars, index files) that list this rank's samples alone (the rest of an epoch
+    resumed on another number of ranks, see remainder.py), read whole."""
+    if files is not None:
+        paths, index_paths, rank, world = files[0], files[1], 0, 1
+    else:
+        paths, index_paths = [shards.tars[i] for i in shard_order], [shards.indices[i] for i in shard_order]
     jpeg, sample_id, label = fn.readers.webdataset(
-        paths=[shards.tars[i] for i in shard_order],
-        index_paths=[shards.indices[i] for i in shard_order],
+        paths=paths,
+        index_paths=index_paths,
         ext=[fmt.IMAGE, fmt.SAMPLE_ID, fmt.LABEL],
         dtypes=[types.UINT8, types.INT64, types.INT64],
         missing_component_behavior="error",
@@ -70,7 +77,7 @@ def join_side_data(sample_id, recipe: Recipe, side_data) -> dict:
 def build_pipeline(shards: ShardSet, shard_order: list[int], recipe: Recipe, *, batch_size: int, rank: int,
                    world: int, device: str, device_id: int | None, seed: int, threads: int,
                    options: PipelineOptions, view_key: tuple[int, int], side_data=None,
-                   checkpoint: str | None = None, build: bool = True):
+                   checkpoint: str | None = None, build: bool = True, files=None):
     """Returns (pipeline, output names); outputs are the views' (`viewkit.views.graph`) plus
     label and id. `seed` drives the reader's shuffle; `view_key` = (seed, epoch) keys every
     view draw together with the sample id. `build=False` defines the graph without building
@@ -80,7 +87,7 @@ def build_pipeline(shards: ShardSet, shard_order: list[int], recipe: Recipe, *, 
     @pipeline_def(batch_size=batch_size, num_threads=threads, device_id=device_id, seed=seed,
                   prefetch_queue_depth=options.prefetch, enable_checkpointing=True)
     def pipeline():
-        jpeg, sample_id, label, shape = read_samples(shards, shard_order, rank, world, options)
+        jpeg, sample_id, label, shape = read_samples(shards, shard_order, rank, world, options, files)
         if device == "gpu":
             image = fn.decoders.image(jpeg, device="mixed", output_type=types.RGB,
                                       hw_decoder_load=options.hw_decoder_load, **GPU_DECODER)

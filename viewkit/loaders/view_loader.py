@@ -6,12 +6,18 @@
         for batch in loader:            # dict of torch tensors, see viewkit.views.outputs
             ...
     state = loader.state_dict()         # mid-epoch too; ViewLoader(...).load_state_dict(state)
+    loader.load_state_dict([state_of_rank_0, state_of_rank_1, ...])   # an earlier job of any world size
 
 Contract: every rank runs `len(loader)` batches per epoch. With drop_last=False every
 sample id is delivered exactly once per epoch across ranks, and samples that pad a
 rank's last batches carry `valid == False` (mask them out of losses). With drop_last=True
 each rank drops the tail of its part that does not fill a batch of the smallest part.
 Tensors are copies: they stay valid after the next batch is fetched.
+
+Resumed from every rank's state of a job with another world size, the rest of that epoch
+delivers the samples no rank delivered, each once over the new ranks (padded to whole
+batches, the padding `valid == False`, whatever drop_last), with the views an uninterrupted
+run gives them; later epochs are those of a fresh run on the new world (remainder.py).
 """
 
 from __future__ import annotations
@@ -19,12 +25,16 @@ from __future__ import annotations
 import contextlib
 import numbers
 import os
+import shutil
+import tempfile
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 
+import numpy as np
 import torch
 
-from viewkit.loaders import epochs
+from viewkit.loaders import epochs, remainder
 from viewkit.loaders.dataset import open_dataset
 from viewkit.loaders.distributed import local_device_id, rank_and_world
 from viewkit.loaders.pipeline import PipelineOptions, build_pipeline
@@ -72,6 +82,9 @@ class ViewLoader:
         self._check_side_data(side_data)
         self.side_data = side_data
         self.epoch, self._step, self._checkpoint = 0, 0, None
+        self._delivered = np.zeros(self.shards.num_samples, bool)  # this rank's ids of this epoch so far
+        self._due = None  # resumed on another world: the epoch's ids no earlier rank delivered
+        self._files = None  # (folder, tars, index files) of this rank's share of them
         self._pipe = self._names = None
         self._ahead = None  # (epoch, side data, future of (pipe, iterator)): the next epoch, built ahead
         self._builder = None  # its one thread, started on first use
@@ -93,13 +106,29 @@ class ViewLoader:
                                  f"{self.shards.num_samples} samples (one row per sample id): regions of other shards?")
 
     def __len__(self) -> int:
+        if self._due is not None:
+            return remainder.steps(self._due, self.world_size, self.batch_size)
         return epochs.steps_per_epoch(self.shards.num_samples, self.world_size, self.batch_size, self.drop_last)
 
     def set_epoch(self, epoch: int) -> None:
         """Start of `epoch` (a no-op if a loaded state is already positioned in it)."""
         if epoch != self.epoch or self._step >= len(self):
             self.epoch, self._step, self._checkpoint = epoch, 0, None
+            self._delivered[:] = False
+            self._end_remainder()
             self._pipe = self._names = None
+
+    def _end_remainder(self) -> None:
+        if self._files is not None:
+            shutil.rmtree(self._files[0], ignore_errors=True)
+        self._due = self._files = None
+
+    def _part(self) -> int:
+        """Samples of this rank this epoch: the rest is padding."""
+        if self._due is not None:
+            return len(remainder.share(self._due, self.rank, self.world_size))
+        start, end = epochs.part_bounds(self.shards.num_samples, self.rank, self.world_size)
+        return end - start
 
     def set_side_data(self, side_data: RegionTable) -> None:
         """Replace the per-sample regions; used from the next epoch (or next iteration) on."""
@@ -119,11 +148,22 @@ class ViewLoader:
         return local_device_id() if self.device == "gpu" else None
 
     def _build(self, epoch: int, side_data, checkpoint: str | None, device_id: int | None):
+        files = None
+        if self._due is not None and epoch == self.epoch:
+            if self._files is None:
+                folder = Path(tempfile.mkdtemp(prefix="viewkit-remainder-"))
+                order = epochs.shard_order(len(self.shards.tars), self.seed, epoch)
+                tars, indices = remainder.index_files([self.shards.tars[i] for i in order],
+                                                      [self.shards.indices[i] for i in order],
+                                                      remainder.share(self._due, self.rank, self.world_size), folder)
+                self._files = (folder, tars, indices)
+            files = self._files[1:]
         pipe, names = build_pipeline(
             self.shards, epochs.shard_order(len(self.shards.tars), self.seed, epoch), self.recipe,
             batch_size=self.batch_size, rank=self.rank, world=self.world_size, device=self.device,
             device_id=device_id, seed=epochs.pipeline_seed(self.seed, epoch, self.rank), threads=self._threads(),
-            options=self.options, view_key=(self.seed, epoch), side_data=side_data, checkpoint=checkpoint)
+            options=self.options, view_key=(self.seed, epoch), side_data=side_data, checkpoint=checkpoint,
+            files=files)
         return pipe, names
 
     def _build_ahead(self) -> None:
@@ -159,14 +199,14 @@ class ViewLoader:
         if self._step >= len(self):  # an empty epoch would pass for a finished training without a word
             raise RuntimeError(f"epoch {self.epoch} is over: call set_epoch({self.epoch + 1}) before iterating again "
                                f"(set_epoch({self.epoch}) repeats it)")
-        start, end = epochs.part_bounds(self.shards.num_samples, self.rank, self.world_size)
-        part = end - start
+        part = self._part()
         if self._names is None:
             self._start()
         while self._step < len(self):
             batch = self._next_batch()
             position = self._step * self.batch_size + torch.arange(self.batch_size)
             batch["valid"] = (position < part).to(batch["id"].device)
+            self._delivered[batch["id"][batch["valid"]].cpu().numpy()] = True
             self._step += 1
             if self._step == max(1, len(self) // 2):
                 self._build_ahead()
@@ -208,18 +248,70 @@ class ViewLoader:
             checkpoint = self._pipe.checkpoint()
         elif self._checkpoint is not None:
             checkpoint = self._checkpoint
+        due = None
+        if self._due is not None:
+            due = np.zeros(self.shards.num_samples, bool)
+            due[self._due] = True
         return {"epoch": self.epoch, "step": self._step, "checkpoint": checkpoint, "seed": self.seed,
                 "rank": self.rank, "world_size": self.world_size, "batch_size": self.batch_size,
                 "fingerprint": self.shards.manifest["fingerprint"], "options": asdict(self.options),
-                "side_data_version": getattr(self.side_data, "version", None)}
+                "side_data_version": getattr(self.side_data, "version", None),
+                "finished": self._step >= len(self),
+                "delivered": remainder.pack(self._delivered) if self._step < len(self) else None,
+                "due": remainder.pack(due) if due is not None else None}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict | list[dict]) -> None:
+        """One state of this rank (the same world size), or the list of every rank's state of
+        an earlier job, whatever its world size."""
+        if isinstance(state, (list, tuple)):
+            self._load_states(list(state))
+            return
         for key in ("seed", "rank", "world_size", "batch_size", "fingerprint"):
             mine = self.state_dict()[key]
             if state[key] != mine:
                 raise ValueError(f"cannot resume: saved {key}={state[key]!r}, this loader has {mine!r}")
+        self._end_remainder()
         self.epoch, self._step, self._checkpoint = state["epoch"], state["step"], state["checkpoint"]
+        if state.get("due") is not None:  # a rest of an epoch, dealt to this very world
+            self._due = np.flatnonzero(remainder.unpack(state["due"], self.shards.num_samples))
+        self._delivered[:] = False
+        if state.get("delivered") is not None:
+            self._delivered |= remainder.unpack(state["delivered"], self.shards.num_samples)
         if self._step >= len(self):  # saved at the end of an epoch: resume at the start of the next
             self.epoch, self._step, self._checkpoint = self.epoch + 1, 0, None
+            self._delivered[:] = False
+            self._end_remainder()
+        self._pipe = self._names = None
+        self._drop_ahead()
+
+    def _load_states(self, states: list[dict]) -> None:
+        """Every rank's state of an earlier job: the same world continues exactly, another one
+        delivers the rest of the epoch over this job's ranks."""
+        mine = {key: value for key, value in self.state_dict().items() if key in ("seed", "batch_size", "fingerprint")}
+        worlds = {s["world_size"] for s in states}
+        if len(worlds) != 1 or sorted(s["rank"] for s in states) != list(range(len(states))) \
+                or worlds != {len(states)}:
+            raise ValueError(f"cannot resume: give every rank's state of one job, ranks 0..W-1 of world W "
+                             f"(got ranks {sorted(s['rank'] for s in states)} of worlds {sorted(worlds)})")
+        for key, value in mine.items():
+            saved = {s[key] for s in states}
+            if key != "batch_size" and saved != {value}:
+                raise ValueError(f"cannot resume: saved {key}={sorted(saved)!r}, this loader has {value!r}")
+        if {s["epoch"] for s in states} != {states[0]["epoch"]}:  # a kill may leave them at different steps
+            raise ValueError("cannot resume: the ranks' states are of different epochs")
+        if states[0]["world_size"] == self.world_size and states[0]["batch_size"] == self.batch_size:
+            self.load_state_dict(states[self.rank])
+            return
+        self._end_remainder()
+        self.epoch, self._step, self._checkpoint = states[0]["epoch"], 0, None
+        self._delivered[:] = False
+        if all(s.get("finished") for s in states):  # saved at the end of an epoch
+            self.epoch += 1
+        elif any(s.get("delivered") is not None and remainder.unpack(s["delivered"], self.shards.num_samples).any()
+                 for s in states):
+            due = remainder.still_due(states, self.shards.num_samples)
+            self._delivered[:] = True
+            self._delivered[due] = False
+            self._due = due
         self._pipe = self._names = None
         self._drop_ahead()

@@ -1,0 +1,61 @@
+"""The rest of an epoch on another number of ranks: the samples no rank delivered yet.
+
+A preempted job may come back on another number of GPUs. Each rank's loader state holds
+the ids it delivered this epoch (a bit per sample); their union over the earlier job's
+ranks leaves the samples still due, which are dealt to the new ranks in contiguous parts
+of the id order, as DALI deals an epoch. A rank then reads its part alone: its DALI reader
+gets index files that list only its samples (DALI reads exactly the samples its index files
+list), so no sample is read twice and none is skipped. Views stay a function of (seed,
+epoch, sample id): the same views as an uninterrupted run, in another batch composition.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from viewkit.loaders.epochs import part_bounds
+from viewkit.shards import format as fmt
+
+
+def pack(flags: np.ndarray) -> bytes:
+    return np.packbits(flags).tobytes()
+
+
+def unpack(data: bytes, count: int) -> np.ndarray:
+    return np.unpackbits(np.frombuffer(data, np.uint8), count=count).astype(bool)
+
+
+def still_due(states: list[dict], num_samples: int) -> np.ndarray:
+    """Ids of the epoch that none of `states` (every rank's state of one job) delivered."""
+    delivered = np.zeros(num_samples, bool)
+    for state in states:
+        if state.get("delivered") is not None:
+            delivered |= unpack(state["delivered"], num_samples)
+    return np.flatnonzero(~delivered)
+
+
+def share(due: np.ndarray, rank: int, world: int) -> np.ndarray:
+    start, end = part_bounds(len(due), rank, world)
+    return due[start:end]
+
+
+def steps(due: np.ndarray, world: int, batch_size: int) -> int:
+    """Batches every rank runs for the rest of the epoch: all of the largest share, padded."""
+    return -(-max(len(share(due, r, world)) for r in range(world)) // batch_size)
+
+
+def index_files(tars: list[str], indices: list[str], ids: np.ndarray, folder: Path) -> tuple[list[str], list[str]]:
+    """The tars holding `ids`, in the given order, and index files listing only those samples."""
+    wanted = {fmt.sample_key(int(i)) for i in ids}
+    kept_tars, kept_indices = [], []
+    for tar, index in zip(tars, indices):
+        lines = Path(index).read_text().splitlines()[1:]
+        mine = [line for line in lines if line.split(" ", 4)[3].split(".", 1)[0] in wanted]
+        if mine:
+            path = folder / Path(index).name
+            path.write_text(f"{fmt.INDEX_VERSION} {len(mine)}\n" + "".join(line + "\n" for line in mine))
+            kept_tars.append(tar)
+            kept_indices.append(str(path))
+    return kept_tars, kept_indices
