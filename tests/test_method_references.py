@@ -155,6 +155,24 @@ def assert_same(record: dict, loss, grads: dict, model, step: int) -> None:
                                        msg=lambda m: f"{name} after step {step}: {m}")
 
 
+def ema(target_modules, online_modules, m):
+    with torch.no_grad():
+        for target, online in zip(target_modules, online_modules):
+            for t, o in zip(target.parameters(), online.parameters()):
+                t.copy_(m * t + (1 - m) * o)
+
+
+def enqueue(model, keys: torch.Tensor, pointer: int) -> int:
+    """MoCo's dequeue and enqueue, by hand, into the model copy's ring (so its state compares);
+    returns the next pointer."""
+    with torch.no_grad():
+        size = len(model.queue.keys)
+        model.queue.keys[pointer:pointer + len(keys)] = keys
+        pointer = (pointer + len(keys)) % size
+        model.queue.pointer.fill_(pointer)
+    return pointer
+
+
 # --- MoCo v2: Algorithm 1 of He et al. 2020 ---------------------------------------------------
 
 
@@ -319,12 +337,8 @@ def test_leoclr_attracts_both_crops_to_the_original(tmp_path):
         negatives = queue.clone()
         loss = info_nce_as_written(u, v1, negatives, t) + info_nce_as_written(u, v2, negatives, t)
         grads = reference_step(optimizer, loss, record, model)
-        with torch.no_grad():
-            for key_param, query_param in zip(f_k.parameters(), f_q.parameters()):
-                key_param.copy_(m * key_param + (1 - m) * query_param)
-            queue[pointer:pointer + B] = v1  # one key per image: crop 1's (our choice, in leoclr.py)
-            pointer = (pointer + B) % options["queue"]
-            model.queue.pointer.fill_(pointer)
+        ema([f_k], [f_q], m)
+        pointer = enqueue(model, v1, pointer)  # one key per image: crop 1's (our choice, in leoclr.py)
         assert_same(record, loss, grads, model, step)
 
 
@@ -382,12 +396,8 @@ def test_regioncl_m_is_moco_plus_the_swapped_regions(tmp_path):
                                           z_canvas[i:i + 1].detach()) for i in range(B)]
         loss = instance + torch.stack(canvas_term + paste_term).mean()
         grads = reference_step(optimizer, loss, record, model)
-        with torch.no_grad():
-            for key_param, query_param in zip(f_k.parameters(), list(backbone.parameters()) + list(projector.parameters())):
-                key_param.copy_(m * key_param + (1 - m) * query_param)
-            queue[pointer:pointer + B] = k
-            pointer = (pointer + B) % options["queue"]
-            model.queue.pointer.fill_(pointer)
+        ema([encoder.key_backbone, encoder.key_projector], [backbone, projector], m)
+        pointer = enqueue(model, k, pointer)
         assert_same(record, loss, grads, model, step)
 
 
@@ -436,13 +446,6 @@ def triplet_as_written(z1_fg, z1_bg, z2_fg, z2_bg, alpha):
     return (0.5 * (fg + bg)).mean()
 
 
-def ema(target_modules, online_modules, m):
-    with torch.no_grad():
-        for target, online in zip(target_modules, online_modules):
-            for t, o in zip(target.parameters(), online.parameters()):
-                t.copy_(m * t + (1 - m) * o)
-
-
 def test_scd_on_moco_is_infonce_plus_half_the_triplet(tmp_path):
     options = {"dim": 8, "hidden": 16, "queue": 12, "momentum": 0.9, "temperature": 0.2, "alpha": 1.0,
                "weight": 0.5, "saliency_hidden": 8}
@@ -465,10 +468,7 @@ def test_scd_on_moco_is_infonce_plus_half_the_triplet(tmp_path):
         loss = info_nce_as_written(q, k, queue.clone(), t) + 0.5 * triplet_as_written(z1_fg, z1_bg, z2_fg, z2_bg, 1.0)
         grads = reference_step(optimizer, loss, record, model)
         ema(target, online, m)
-        with torch.no_grad():
-            queue[pointer:pointer + B] = k
-            pointer = (pointer + B) % options["queue"]
-            model.queue.pointer.fill_(pointer)
+        pointer = enqueue(model, k, pointer)
         assert_same(record, loss, grads, model, step)
 
 
@@ -651,13 +651,9 @@ def test_logo_on_moco_is_the_official_step(tmp_path, ll_mode):
         else:  # the paper: one loss, L = main + lambda L_ll
             loss = parts = main + options["ll_weight"] * local_local
         grads = logo_step(optimizer, record, model, parts, options)
-        with torch.no_grad():
-            for key_param, query_param in zip(f_k.parameters(), f_q.parameters()):
-                key_param.copy_(m * key_param + (1 - m) * query_param)
-            for key in k:  # both globals' keys enter the queue
-                queue[pointer:pointer + B] = key
-                pointer = (pointer + B) % options["queue"]
-            model.queue.pointer.fill_(pointer)
+        ema([f_k], [f_q], m)
+        for key in k:  # both globals' keys enter the queue
+            pointer = enqueue(model, key, pointer)
         assert_same(record, loss, grads, model, step)
 
 

@@ -136,16 +136,17 @@ def write_dataset(listing: SourceListing, out: str | os.PathLike, *, split: str,
             from viewkit.shards.completion import complete_dataset
 
             return complete_dataset(listing, out, split, options, fingerprint, check_hashes, progress)
-        refuse_foreign_files(out, split, -(-len(listing.items) // samples_per_shard(listing, options)))
+        if engine not in ("local", "ray"):
+            raise ValueError(f"engine {engine!r}: local or ray")
+        per_shard = samples_per_shard(listing, options)  # a stat of every input: once
+        refuse_foreign_files(out, split, -(-len(listing.items) // per_shard))
+        job = start_job(listing, out, split, options, fingerprint, per_shard)
         if engine == "ray":
             from viewkit.shards.ray_engine import write_shards_ray
 
-            job = start_job(listing, out, split, options, fingerprint)
             trailing, started = write_shards_ray(job, progress, after_shard, address)
             return finish_job(job, trailing, started)
-        if engine != "local":
-            raise ValueError(f"engine {engine!r}: local or ray")
-        return write_shards(listing, out, split, options, fingerprint, progress, after_shard)
+        return write_shards(job, progress, after_shard)
 
 
 @dataclass
@@ -183,10 +184,11 @@ class ShardJob:
         self.next_id = record["first_id"] + record["samples"]
 
 
-def start_job(listing: SourceListing, out: Path, split: str, options: ShardOptions, fingerprint: str) -> ShardJob:
+def start_job(listing: SourceListing, out: Path, split: str, options: ShardOptions, fingerprint: str,
+              per_shard: int) -> ShardJob:
     """The plan, and the shards an earlier run of the same job finished (the caller holds the lock)."""
     done = _read_journal(out, fingerprint)
-    job = ShardJob(listing, out, split, options, fingerprint, samples_per_shard(listing, options),
+    job = ShardJob(listing, out, split, options, fingerprint, per_shard,
                    shuffled_order(len(listing.items), options.seed), _shard_entries(done),
                    [r for record in done for r in record["rejected"]], done[-1]["next_input"] if done else 0, 0)
     job.next_id = sum(s["samples"] for s in job.shards)
@@ -230,9 +232,9 @@ def finish_job(job: ShardJob, trailing_rejected: list[dict], started: float) -> 
     return manifest
 
 
-def write_shards(listing, out, split, options, fingerprint, progress, after_shard) -> dict:
+def write_shards(job: ShardJob, progress, after_shard) -> dict:
     """Every shard from the journal's end on, then the manifest (the caller holds the lock)."""
-    job = start_job(listing, out, split, options, fingerprint)
+    listing, out, options = job.listing, job.out, job.options
     position = shard_start = job.position
     next_id = job.next_id
     workers = options.workers or os.cpu_count() or 1
