@@ -319,3 +319,32 @@ def test_the_rest_of_an_epoch_can_itself_be_resumed_on_another_world(embedded_sh
         job = make(rank, 2)
         job.load_state_dict(second)
         assert job.epoch == 0 and len(job) > 0
+
+
+@pytest.mark.parametrize("taken, steps", [((2, 2), 3), ((5, 5), 0)])
+def test_with_drop_last_the_rest_of_an_epoch_runs_whole_batches_only(embedded_shards, taken, steps):
+    """A trainer's loader (drop_last) resumed on another world runs the full batches of the
+    smallest share of the rest, none padded, no sample twice; under a batch per rank left,
+    the rest is dropped as an epoch's tail is, and the loader stands at the next epoch."""
+    def make(rank, size, batch_size):
+        return loader(embedded_shards, recipes.get("moco_v2", global_size=16), batch_size, seed=4, drop_last=True, rank=rank, world_size=size,
+                      threads=1)
+
+    states, before = [], []
+    for rank, count in enumerate(taken):  # 2 ranks of 30 samples, batches of 5: 6 steps an epoch
+        earlier = make(rank, 2, 5)
+        iterator = iter(earlier)
+        before += [i for _ in range(count) for i in next(iterator)["id"].tolist()]
+        states.append(earlier.state_dict())
+    after = []
+    for rank in range(3):  # 40 left: 13, 13, 14 over 3 ranks, batches of 4: 3 steps, 4 dropped; 10 left: none
+        resumed = make(rank, 3, 4)
+        resumed.load_state_dict(states)
+        if not steps:
+            assert resumed.epoch == 1 and resumed.rest_of_epoch is None and len(resumed) == 5  # a whole epoch
+        else:
+            assert resumed.epoch == 0 and resumed.rest_of_epoch == 40 and len(resumed) == steps
+            batches = list(resumed)
+            assert all(bool(b["valid"].all()) for b in batches)
+            after += [i for b in batches for i in b["id"].tolist()]
+    assert len(after) == 3 * steps * 4 and not set(after) & set(before) and len(set(after)) == len(after)

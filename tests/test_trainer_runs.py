@@ -142,13 +142,75 @@ def test_a_run_folder_is_resumed_with_its_own_config_or_refused(embedded_shards,
     assert len(rows) == 1 and json.loads(rows[0])["loss"] != 9.0  # a new run starts a new metrics file
     with pytest.raises(ValueError, match="run: holds a run already .* --resume continues it"):
         train_steps(config, embedded_shards, tmp_path / "run", 1)
-    for changes, named in [({"base_lr": 0.1}, "base_lr: 0.05 -> 0.1"), ({"epochs": 4}, "epochs: 2 -> 4"),
+    for changes, named in [({"base_lr": 0.1}, "base_lr: 0.05 -> 0.1"), ({"batch_size": 30}, "batch_size: 20 -> 30"),
                            ({"method_options": {"dim": 32, "predictor_hidden": 16}}, "method_options: ")]:
         with pytest.raises(ValueError, match=f"checkpoint-last.pt: --resume .* differs in {named}"):
             train(small_config("simsiam", **changes), embedded_shards, tmp_path / "run", resume=True, progress=False)
     # where and how fast it runs may change: it goes on from step 1
     train_steps(small_config("simsiam", threads=1, log_every=2), embedded_shards, tmp_path / "run", 2, resume=True)
     assert torch.load(tmp_path / "run" / "checkpoint-last.pt", weights_only=False)["step"] == 2
+
+
+@pytest.mark.parametrize("taken", [(2, 2), (3, 2)])
+def test_a_checkpoint_of_two_ranks_resumes_on_one_from_what_they_left(taken, embedded_shards, tmp_path, capsys):
+    """Every rank's loader state of 2 ranks (30 samples each, batches of 10) resumed on 1 rank
+    of batch 20. 40 delivered: the 20 left are one step of epoch 0, which continues (its
+    start-of-epoch work is not done again). 50 delivered: the 10 left are under a batch,
+    dropped as an epoch's tail, and the run trains epoch 1 whole. Steps are numbered on."""
+    config = small_config("moco_v2", epochs=2)
+    train_steps(config, embedded_shards, tmp_path / "run", 1)
+    states = []
+    for rank, count in enumerate(taken):
+        earlier = ViewLoader(embedded_shards, recipes.get("moco_v2", **config.recipe_overrides), 10, device="cpu",
+                             seed=config.seed, drop_last=True, rank=rank, world_size=2, threads=1)
+        iterator = iter(earlier)
+        for _ in range(count):
+            next(iterator)
+        states.append(earlier.state_dict())
+    state = torch.load(tmp_path / "run" / "checkpoint-last.pt", weights_only=False)
+    torch.save(state | {"loader": states}, tmp_path / "run" / "checkpoint-last.pt")
+    from viewkit.trainer.run import start_run
+
+    resumed = start_run(config, embedded_shards, tmp_path / "run", resume=True)
+    resumed.close()
+    assert resumed.continues_epoch(0) == (taken == (2, 2))
+    capsys.readouterr()
+    train(config, embedded_shards, tmp_path / "run", resume=True, progress=False)
+    said = capsys.readouterr().out
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    if taken == (2, 2):
+        assert f"{tmp_path / 'run'}: resuming at epoch 1 of 2, part of it done (step 1)" in said
+        assert ("world size 2 -> 1: global batch 20 stays (10 -> 20 per rank), lr 0.003906 stays (= 0.05 x 20 / 256); "
+                "the rest of epoch 1 is the 20 samples no rank delivered, 1 step per rank") in said
+        assert [(row["step"], row["epoch"]) for row in rows] == [(1, 0), (2, 0), (3, 1), (4, 1), (5, 1)]
+    else:
+        assert f"{tmp_path / 'run'}: resuming at epoch 2 of 2 (step 1)" in said
+        assert "world size 2 -> 1: global batch 20 stays (10 -> 20 per rank)" in said and "epoch 2 starts whole" in said
+        assert [(row["step"], row["epoch"]) for row in rows] == [(1, 0), (2, 1), (3, 1), (4, 1)]
+
+
+def test_a_finished_run_is_extended_by_more_epochs(embedded_shards, tmp_path, capsys):
+    """--resume epochs=N past the end goes on from the step reached, the cosine schedule
+    stretched over N epochs; fewer epochs than the run has done is refused."""
+    from viewkit.trainer.schedules import learning_rate
+
+    config = small_config("simsiam", epochs=1, log_every=1)
+    train(config, embedded_shards, tmp_path / "run", progress=False)
+    capsys.readouterr()
+    longer = small_config("simsiam", epochs=3, log_every=1)
+    train(longer, embedded_shards, tmp_path / "run", resume=True, progress=False)
+    said = capsys.readouterr().out
+    assert f"{tmp_path / 'run'}: resuming at epoch 2 of 3 (step 3)" in said
+    first_lr = learning_rate(3, 9, longer.lr)
+    assert f"epochs 1 -> 3: the cosine schedule now ends at step 9, and goes on from lr {first_lr:.4g} at step 3" in said
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows] == list(range(1, 10))
+    assert [row["epoch"] for row in rows] == [0] * 3 + [1] * 3 + [2] * 3
+    assert rows[3]["lr"] == pytest.approx(first_lr) and rows[-1]["lr"] == pytest.approx(learning_rate(8, 9, longer.lr))
+    state = torch.load(tmp_path / "run" / "checkpoint-last.pt", weights_only=False)
+    assert state["epoch"] == 3 and state["step"] == 9
+    with pytest.raises(ValueError, match="the run has finished 3 epochs, more than epochs=2; give epochs=3 or more"):
+        train(small_config("simsiam", epochs=2), embedded_shards, tmp_path / "run", resume=True, progress=False)
 
 
 

@@ -16,8 +16,9 @@ Tensors are copies: they stay valid after the next batch is fetched.
 
 Resumed from every rank's state of a job with another world size, the rest of that epoch
 delivers the samples no rank delivered, each once over the new ranks (padded to whole
-batches, the padding `valid == False`, whatever drop_last), with the views an uninterrupted
-run gives them; later epochs are those of a fresh run on the new world (remainder.py).
+batches, the padding `valid == False`; with drop_last the tail that does not fill a batch of
+the smallest share is dropped), with the views an uninterrupted run gives them; later epochs
+are those of a fresh run on the new world (remainder.py).
 """
 
 from __future__ import annotations
@@ -107,8 +108,20 @@ class ViewLoader:
 
     def __len__(self) -> int:
         if self._due is not None:
-            return remainder.steps(self._due, self.world_size, self.batch_size)
+            return remainder.steps(self._due, self.world_size, self.batch_size, self.drop_last)
         return epochs.steps_per_epoch(self.shards.num_samples, self.world_size, self.batch_size, self.drop_last)
+
+    @property
+    def steps_done(self) -> int:
+        """Batches of the current epoch delivered so far (as `state_dict()["step"]`, without
+        taking the pipeline's checkpoint)."""
+        return self._step
+
+    @property
+    def rest_of_epoch(self) -> int | None:
+        """Resumed on another world: how many samples of the epoch no earlier rank delivered
+        (over all ranks; the new ranks share them). None otherwise."""
+        return None if self._due is None else len(self._due)
 
     def set_epoch(self, epoch: int) -> None:
         """Start of `epoch` (a no-op if a loaded state is already positioned in it)."""
@@ -257,7 +270,9 @@ class ViewLoader:
                 "fingerprint": self.shards.manifest["fingerprint"], "options": asdict(self.options),
                 "side_data_version": getattr(self.side_data, "version", None),
                 "finished": self._step >= len(self),
-                "delivered": remainder.pack(self._delivered) if self._step < len(self) else None,
+                # kept when finished too: another rank of the job may be mid-epoch, and the
+                # rest of the epoch is what none of them delivered
+                "delivered": remainder.pack(self._delivered),
                 "due": remainder.pack(due) if due is not None else None}
 
     def load_state_dict(self, state: dict | list[dict]) -> None:
@@ -310,8 +325,11 @@ class ViewLoader:
         elif any(s.get("delivered") is not None and remainder.unpack(s["delivered"], self.shards.num_samples).any()
                  for s in states):
             due = remainder.still_due(states, self.shards.num_samples)
-            self._delivered[:] = True
-            self._delivered[due] = False
-            self._due = due
+            if remainder.steps(due, self.world_size, self.batch_size, self.drop_last) == 0:
+                self.epoch += 1  # with drop_last, less than a batch per rank was left: dropped
+            else:
+                self._delivered[:] = True
+                self._delivered[due] = False
+                self._due = due
         self._pipe = self._names = None
         self._drop_ahead()

@@ -14,6 +14,7 @@ tensorboard/ and config.yaml (resolved, with the git revision).
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from viewkit.trainer.config import load_config, shipped_configs
@@ -44,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides) + ([f"epochs={args.epochs}"] if args.epochs else [])
     config = load_config(args.config, overrides)
     last = train(config, args.data, args.out, resume=args.resume, progress=not args.quiet)
-    print(summary(args.out, config.epochs, last))
+    if os.environ.get("RANK", "0") == "0":  # under torchrun: one closing line, rank 0's
+        print(summary(args.out, config.epochs, last))
     return 0
 
 

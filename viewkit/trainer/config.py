@@ -15,9 +15,12 @@ import yaml
 # pipeline is built ahead (off saves its memory).
 LOADER_OPTIONS = ("hw_decoder_load", "prefetch", "initial_fill", "build_ahead")
 # Keys `--resume` lets differ from the checkpoint's: where and how fast the run goes, and
-# what it reports. Every other key changes what is trained (epochs move the cosine schedule).
+# what it reports; and epochs, so that a run can be extended (the cosine schedule is then
+# stretched over the new count from the step reached, said in one line at resume). Every
+# other key changes what is trained.
 RESUME_MAY_CHANGE = ("device", "threads", "loader_options", "verify_checksums", "compile", "log_every",
-                     "checkpoint_every", "knn_every", "knn_train", "knn_val", "knn_resolution")
+                     "checkpoint_every", "checkpoint_every_steps", "knn_every", "knn_train", "knn_val",
+                     "knn_resolution", "epochs")
 
 
 @dataclass
@@ -45,6 +48,9 @@ class TrainConfig:
     verify_checksums: bool = True  # hash every shard once at start (README: its cost); false skips it
     log_every: int = 10  # steps between metric lines
     checkpoint_every: int = 10  # epochs between kept checkpoints (checkpoint-last.pt every epoch)
+    # steps between mid-epoch checkpoint-last.pt saves; 0: at epoch ends only. A preempted job
+    # resumes from the last one, on any number of GPUs (README: resume on another number of GPUs)
+    checkpoint_every_steps: int = 0
     knn_every: int = 0  # epochs between kNN monitors; 0: off
     knn_train: str | None = None  # labelled shards for the kNN monitor
     knn_val: str | None = None
@@ -63,6 +69,8 @@ class TrainConfig:
             raise ValueError("device: gpu|cpu, precision: bf16|fp32")
         if self.epochs < 1 or self.batch_size < 1 or self.base_lr <= 0:
             raise ValueError("epochs, batch_size and base_lr must be positive")
+        if self.checkpoint_every < 1 or self.checkpoint_every_steps < 0 or self.log_every < 1:
+            raise ValueError("checkpoint_every and log_every must be positive, checkpoint_every_steps >= 0 (0: off)")
         if self.knn_every and not (self.knn_train and self.knn_val):
             raise ValueError("knn_every needs knn_train and knn_val shards")
         if self.saliency_interval and self.method != "sgcl":

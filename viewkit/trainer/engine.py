@@ -5,7 +5,8 @@
 Per step: wait for the batch (timed: the data stall), lr from the schedule, forward under
 bf16 autocast on GPU, backward, SGD/LARS step, then the method's after_step (its EMA).
 Per epoch: the method's on_epoch_start before, checkpoint-last.pt (atomic; every
-`checkpoint_every` epochs a kept copy) and the optional kNN monitor after. Metrics go to
+`checkpoint_every` epochs a kept copy; also every `checkpoint_every_steps` steps within the
+epoch) and the optional kNN monitor after. Metrics go to
 metrics.jsonl and TensorBoard; the resolved config and git revision to config.yaml.
 
 Benchmarks and tests compose the same parts: `start_run`, then `train_one_epoch` over
@@ -27,7 +28,7 @@ from viewkit.trainer import checkpoint as ckpt
 from viewkit.trainer.config import TrainConfig
 from viewkit.trainer.devices import cpu_threads, to_device
 from viewkit.trainer.optimizers import set_learning_rate
-from viewkit.trainer.run import Run, start_run, training_state
+from viewkit.trainer.run import Run, loader_states, start_run, training_state
 from viewkit.trainer.schedules import learning_rate
 
 
@@ -50,7 +51,7 @@ def train(config: TrainConfig, data: str, out: str | Path, resume: bool = False,
 def train_one_epoch(run: Run, epoch: int, batches: Iterable[dict], progress: bool = True) -> dict:
     """Steps over `batches`; returns the last row logged (every `log_every` steps)."""
     config, method, optimizer = run.config, run.method, run.optimizer
-    bar = tqdm(total=run.steps_per_epoch, initial=run.loader.state_dict()["step"], desc=f"epoch {epoch}",
+    bar = tqdm(total=len(run.loader), initial=run.loader.steps_done, desc=f"epoch {epoch}",
                disable=not (progress and run.is_main))
     last, waited, busy = {}, 0.0, 0.0
     ready = time.perf_counter()
@@ -87,8 +88,23 @@ def train_one_epoch(run: Run, epoch: int, batches: Iterable[dict], progress: boo
                             **({"samples/s": f"{last['samples_per_s']:.0f}"} if full_window else {}))
             if run.log is not None:
                 run.log.row(last, run.step)
+        if config.checkpoint_every_steps and run.step % config.checkpoint_every_steps == 0 \
+                and run.loader.steps_done < len(run.loader):  # an epoch's end saves its own
+            save_last(run, epoch)
     bar.close()
     return last
+
+
+def save_last(run: Run, epoch: int) -> tuple[dict, bool]:
+    """checkpoint-last.pt, written by rank 0 with every rank's loader state (all ranks call
+    it at the same step); returns (the state on rank 0, None elsewhere; whether the epoch is done)."""
+    loaders = loader_states(run)
+    finished = loaders[run.rank]["finished"]
+    if not run.is_main:
+        return None, finished
+    state = training_state(run, epoch, finished, loaders)
+    ckpt.save(run.out / "checkpoint-last.pt", state)
+    return state, finished
 
 
 def _parts(extra: dict) -> str:
@@ -98,12 +114,10 @@ def _parts(extra: dict) -> str:
 def end_of_epoch(run: Run, epoch: int) -> dict:
     """Checkpoints (also after a partial epoch: a resume continues it) and the kNN monitor;
     returns {"knn_top1": ...} when the monitor ran."""
+    state, finished = save_last(run, epoch)
     if not run.is_main:
         return {}
     config = run.config
-    finished = run.loader.state_dict()["step"] >= run.steps_per_epoch
-    state = training_state(run, epoch, finished)
-    ckpt.save(run.out / "checkpoint-last.pt", state)
     if finished and (epoch + 1) % config.checkpoint_every == 0:
         ckpt.save(run.out / f"checkpoint-{epoch + 1:04d}.pt", state)
     if not (config.knn_every and finished and (epoch + 1) % config.knn_every == 0):

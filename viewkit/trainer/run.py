@@ -13,6 +13,7 @@ import torch
 import torch.distributed as dist
 import yaml
 
+from viewkit.loaders import epochs
 from viewkit.loaders.dataset import open_labelled_pair
 from viewkit.loaders.view_loader import ViewLoader
 from viewkit.trainer import checkpoint as ckpt
@@ -44,6 +45,7 @@ class Run:
     start_epoch: int = 0
     step: int = 0
     resumed_mid_epoch: bool = False
+    total_steps: int = 0  # of the schedule: set once the start (fresh or resumed) is known
 
     @property
     def is_main(self) -> bool:
@@ -51,11 +53,10 @@ class Run:
 
     @property
     def steps_per_epoch(self) -> int:
-        return len(self.loader)
-
-    @property
-    def total_steps(self) -> int:
-        return self.config.epochs * self.steps_per_epoch
+        """Of a whole epoch on this world; the rest of an epoch resumed on another world may
+        run fewer or more (the loader's len)."""
+        return epochs.steps_per_epoch(self.loader.shards.num_samples, self.world, self.loader.batch_size,
+                                      self.loader.drop_last)
 
     @property
     def warmup_steps(self) -> int:
@@ -92,8 +93,10 @@ def start_run(config: TrainConfig, data: str, out: str | Path, resume: bool = Fa
     checkpoint = out / "checkpoint-last.pt"
     if resume and checkpoint.exists():
         _restore(run, ckpt.load(checkpoint, needs=RESUME_NEEDS))
-    elif resume and run.is_main:
-        print(f"{out}: no checkpoint-last.pt to resume from, starting the run")
+    else:
+        run.total_steps = config.epochs * run.steps_per_epoch
+        if resume and run.is_main:
+            print(f"{out}: no checkpoint-last.pt to resume from, starting the run")
     if run.is_main:
         _write_config(run, recipe)
         run.log = MetricsLog(out, run.step, run.start_epoch)
@@ -137,17 +140,58 @@ def _restore(run: Run, state: dict) -> None:
         raise ValueError(f"{run.out / 'checkpoint-last.pt'}: --resume continues the run as it was configured, and "
                          f"this config differs in {'; '.join(conflicts)}. Give the run's own settings "
                          f"({run.out / 'config.yaml'}) or start a new run folder.")
+    loader_states = state["loader"] if isinstance(state["loader"], list) else [state["loader"]]
+    saved_world = loader_states[0]["world_size"]
+    if len(loader_states) != saved_world:
+        raise ValueError(f"{run.out / 'checkpoint-last.pt'}: holds the loader state of rank 0 only, of a run on "
+                         f"{saved_world} ranks (written before checkpoints kept every rank's), so the rest of its "
+                         f"epoch is unknown: resume it on {saved_world} ranks with the viewkit that wrote it")
+    if state["epoch"] > run.config.epochs:
+        raise ValueError(f"{run.out / 'checkpoint-last.pt'}: the run has finished {state['epoch']} epochs, more "
+                         f"than epochs={run.config.epochs}; give epochs={state['epoch']} or more to extend it")
     run.method.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
-    run.loader.load_state_dict(state["loader"])
+    run.loader.load_state_dict(loader_states)
     ckpt.restore_rng(state["rng"])
-    run.start_epoch, run.step = state["epoch"], state["step"]
-    done = run.loader.state_dict()["step"]
-    run.resumed_mid_epoch = 0 < done < run.steps_per_epoch
+    # the loader knows where the epoch stands: on another world the rest of an epoch may be
+    # under a batch per rank, dropped like an epoch's tail, and the run begins the next
+    run.start_epoch, run.step = run.loader.epoch, state["step"]
+    done = run.loader.steps_done
+    left_in_epoch = len(run.loader) - done if run.start_epoch < run.config.epochs else 0
+    run.total_steps = (run.step + left_in_epoch
+                       + max(0, run.config.epochs - run.start_epoch - 1) * run.steps_per_epoch)
+    rest = run.loader.rest_of_epoch is not None
+    run.resumed_mid_epoch = 0 < done < len(run.loader) or rest
     if run.is_main:
-        within = f", {done} of its {run.steps_per_epoch} steps done" if run.resumed_mid_epoch else ""
+        within = f", {done} of its {len(run.loader)} steps done" if 0 < done < len(run.loader) else ""
+        within = within or (", part of it done" if rest else "")
         print(f"{run.out}: resuming at epoch {run.start_epoch + 1} of {run.config.epochs}{within} (step {run.step}) "
               f"from {run.out / 'checkpoint-last.pt'}", flush=True)
+        for line in _what_changed(run, state, saved_world, done):
+            print(f"{run.out}: {line}", flush=True)
+
+
+def _what_changed(run: Run, state: dict, saved_world: int, done: int) -> list[str]:
+    """One line per change a resume makes to the run's course: another world, more epochs."""
+    lines = []
+    config = run.config
+    if saved_world != run.world:
+        due = run.loader.rest_of_epoch
+        steps = len(run.loader) - done
+        rest = (f"the rest of epoch {run.start_epoch + 1} is the {due} samples no rank delivered, "
+                f"{steps} step{'' if steps == 1 else 's'} per rank" if due is not None
+                else f"epoch {run.start_epoch + 1} starts whole")
+        lines.append(f"world size {saved_world} -> {run.world}: global batch {config.batch_size} stays "
+                     f"({config.batch_size // saved_world} -> {config.batch_size // run.world} per rank), lr "
+                     f"{config.lr:.4g} stays (= {config.base_lr} x {config.batch_size} / 256); {rest}")
+    saved_epochs = state["config"].get("epochs", config.epochs)
+    if saved_epochs != config.epochs:
+        from viewkit.trainer.schedules import learning_rate
+
+        lr = learning_rate(run.step, run.total_steps, config.lr, run.warmup_steps)
+        lines.append(f"epochs {saved_epochs} -> {config.epochs}: the cosine schedule now ends at step "
+                     f"{run.total_steps}, and goes on from lr {lr:.4g} at step {run.step}")
+    return lines
 
 
 def _write_config(run: Run, recipe) -> None:
@@ -159,11 +203,23 @@ def _write_config(run: Run, recipe) -> None:
         (run.out / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
 
 
-def training_state(run: Run, epoch: int, finished_epoch: bool) -> dict:
+def loader_states(run: Run) -> list[dict]:
+    """Every rank's loader state, gathered on every rank (a collective: all ranks call it at
+    the same step). A checkpoint holds them all, so that a job on another number of ranks
+    knows which samples of the epoch no rank delivered."""
+    state = run.loader.state_dict()
+    if run.world == 1:
+        return [state]
+    gathered = [None] * run.world
+    dist.all_gather_object(gathered, state)
+    return gathered
+
+
+def training_state(run: Run, epoch: int, finished_epoch: bool, loaders: list[dict]) -> dict:
     """Everything `--resume` needs, plus what evaluation reads (arch, backbone)."""
     store = run.out / "saliency-store"
     return {"config": dataclasses.asdict(run.config), "model": run.method.state_dict(),
             "optimizer": run.optimizer.state_dict(), "epoch": epoch + 1 if finished_epoch else epoch,
-            "step": run.step, "loader": run.loader.state_dict(), "rng": ckpt.rng_state(), "arch": run.config.arch,
+            "step": run.step, "loader": loaders, "rng": ckpt.rng_state(), "arch": run.config.arch,
             "backbone": run.method.backbone.torchvision_state(), "git": ckpt.git_revision(),
             "saliency_store": json.loads((store / "meta.json").read_text()) if (store / "meta.json").exists() else None}
