@@ -156,6 +156,20 @@ def first_batch_rows() -> list[str]:
     return rows
 
 
+def rank_memory_rows() -> list[str]:
+    rows = _header("| file | date | git | samples | world | build, part files (ms) | build, every shard (ms) | "
+                   "time ratio | memory growth, part files (MB) | every shard (MB) | memory ratio | machine |")
+    for name, r in _lines("*.jsonl"):
+        if r.get("name") == "rank-memory":
+            for row in r["rows"]:
+                part, whole = row["part"], row["every_shard"]
+                rows.append(f"| {name} | {r['date']} | {(r.get('git') or '-')[:7]} | {row['samples']} | {row['world']} | "
+                            f"{part['build_s'] * 1e3:.0f} | {whole['build_s'] * 1e3:.0f} | {row['build_ratio']:.2f} | "
+                            f"{part['rss_growth_mb']:.1f} | {whole['rss_growth_mb']:.1f} | {row['memory_ratio']:.2f} | "
+                            f"{_machine(r)} |")
+    return rows
+
+
 def render() -> str:
     parts = [
         "# Benchmarks",
@@ -230,6 +244,14 @@ def render() -> str:
         "The wait for an epoch's first batch against the other batches: what a boundary costs.",
         "",
         *boundary_rows(),
+        "",
+        "## One rank's pipeline as the dataset grows",
+        "",
+        "`python benchmarks/rank_memory.py`: rank 0 of each world builds its first epoch's pipeline in a fresh "
+        "process, its reader given index files of its part alone against a reader of every shard split by DALI "
+        "(as before part files); resident memory grown over the build, and the build's wall time.",
+        "",
+        *rank_memory_rows(),
         "",
         "## A new process's first batch",
         "",

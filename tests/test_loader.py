@@ -6,6 +6,7 @@ Changes that must fail, each applied to a copy and the suite run:
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ import torch
 from tests.conftest import shared
 from viewkit import ViewLoader, recipes
 from viewkit.loaders import RegionTable
+from viewkit.loaders.dataset import open_dataset
 from viewkit.shards import format as fmt
 from viewkit.shards.manifest import read_manifest
 
@@ -100,6 +102,67 @@ def test_resume_mid_epoch_continues_exactly(embedded_shards):
     for expected, got in zip(whole, head + tail):
         assert torch.equal(expected["id"], got["id"])
         assert torch.equal(expected["global"], got["global"]) and torch.equal(expected["local_boxes"], got["local_boxes"])
+
+
+def test_each_rank_reader_indexes_its_part_alone_and_reads_what_dalis_split_reads(embedded_shards):
+    """A rank's DALI reader is given index files of its part only (it indexes 20 samples,
+    where a reader of every shard indexes all 60 and then takes its third), and delivers the
+    very batches DALI's own split of every shard does."""
+    for rank in range(3):
+        part = loader(embedded_shards, "logo", 4, seed=3, drop_last=False, rank=rank, world_size=3, threads=1)
+        whole = loader(embedded_shards, "logo", 4, seed=3, drop_last=False, rank=rank, world_size=3, threads=1)
+        for one in (part, whole):
+            one.set_epoch(1)
+        whole._whole_reader = True  # as the readers of viewkit before part files
+        batches = [list(one) for one in (part, whole)]
+        for one in (part, whole):
+            one._start()
+        assert [part._pipe.reader_meta("reader")[k] for k in ("epoch_size", "number_of_shards")] == [20, 1]
+        assert [whole._pipe.reader_meta("reader")[k] for k in ("epoch_size", "number_of_shards")] == [60, 3]
+        assert [b["id"].tolist() for b in batches[0]] == [b["id"].tolist() for b in batches[1]]
+        assert all(torch.equal(a["global"], b["global"]) for a, b in zip(*batches))
+
+
+def test_part_files_list_each_rank_its_positions_and_touch_no_other_shard(embedded_shards, tmp_path):
+    """Shards of 16, 16, 16 and 12 samples in a shuffled order, parts of 20: each rank's files
+    name only the shards its part touches, whole ones by their own index file."""
+    from viewkit.loaders import epochs, part_files
+
+    shards = open_dataset(embedded_shards)
+    order = epochs.shard_order(len(shards.tars), 0, 1)
+    tars, indices = [shards.tars[i] for i in order], [shards.indices[i] for i in order]
+    counts = [shards.counts[i] for i in order]
+    listed = []
+    for rank in range(3):
+        folder = tmp_path / str(rank)
+        folder.mkdir()
+        start, end = epochs.part_bounds(60, rank, 3)
+        mine_tars, mine_indices = part_files.positions(tars, indices, counts, start, end, folder)
+        touched = [t for t, first, count in zip(tars, np.cumsum([0] + counts), counts) if first < end and first + count > start]
+        assert mine_tars == touched
+        lines = [line for index in mine_indices for line in Path(index).read_text().splitlines()[1:]]
+        assert len(lines) == 20 and all(Path(i).parent == folder or i in indices for i in mine_indices)
+        listed += lines
+    every = [line for index in indices for line in Path(index).read_text().splitlines()[1:]]
+    assert listed == every  # each sample once, in the epoch's order
+
+
+def test_a_mid_epoch_state_of_a_whole_dataset_reader_resumes_exactly(embedded_shards):
+    """States saved before readers took part files hold a DALI checkpoint of a reader of
+    every shard: that epoch is finished with such a reader, exactly."""
+    whole = list(loader(embedded_shards, seed=1, drop_last=False, batch_size=6, rank=1, world_size=2))
+    interrupted = loader(embedded_shards, seed=1, drop_last=False, batch_size=6, rank=1, world_size=2)
+    interrupted._whole_reader = True
+    iterator = iter(interrupted)
+    head = [next(iterator) for _ in range(2)]
+    state = interrupted.state_dict()
+    del state["reads_part"]
+    resumed = loader(embedded_shards, seed=1, drop_last=False, batch_size=6, rank=1, world_size=2)
+    resumed.load_state_dict(state)
+    assert [b["id"].tolist() for b in head + list(resumed)] == [b["id"].tolist() for b in whole]
+    resumed.set_epoch(1)
+    next(iter(resumed))
+    assert resumed._pipe.reader_meta("reader")["epoch_size"] == 30  # the next epoch reads its part alone
 
 
 def test_next_epoch_built_ahead_gives_the_same_batches(embedded_shards):

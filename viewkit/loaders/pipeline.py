@@ -47,8 +47,8 @@ GPU_DECODER = dict(device_memory_padding=211_025_920, host_memory_padding=140_54
 def read_samples(shards: ShardSet, shard_order: list[int], rank: int, world: int, options: PipelineOptions,
                  files: tuple[list[str], list[str]] | None = None):
     """(jpeg, sample id, label, shape) DataNodes of this rank's part; call inside a pipeline.
-    `files`: (tars, index files) that list this rank's samples alone (the rest of an epoch
-    resumed on another number of ranks, see remainder.py), read whole."""
+    `files`: (tars, index files) that list this rank's samples alone (part_files.py), read
+    whole; without them every shard in `shard_order`, split by DALI over the ranks."""
     if files is not None:
         paths, index_paths, rank, world = files[0], files[1], 0, 1
     else:

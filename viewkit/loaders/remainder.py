@@ -4,20 +4,18 @@ A preempted job may come back on another number of GPUs. Each rank's loader stat
 the ids it delivered this epoch (a bit per sample); their union over the earlier job's
 ranks leaves the samples still due, which are dealt to the new ranks in contiguous parts
 of the id order, as DALI deals an epoch. A rank then reads its part alone: its DALI reader
-gets index files that list only its samples (DALI reads exactly the samples its index files
-list), so no sample is read twice and none is skipped. Views stay a function of (seed,
-epoch, sample id): the same views as an uninterrupted run, in another batch composition.
+gets index files that list only its samples (part_files.listed), so no sample is read twice
+and none is skipped. Views stay a function of (seed, epoch, sample id): the same views as
+an uninterrupted run, in another batch composition.
 """
 
 from __future__ import annotations
 
 import zlib
-from pathlib import Path
 
 import numpy as np
 
 from viewkit.loaders.epochs import part_bounds
-from viewkit.shards import format as fmt
 
 
 def pack(flags: np.ndarray) -> bytes:
@@ -54,18 +52,3 @@ def steps(due: np.ndarray, world: int, batch_size: int, drop_last: bool) -> int:
     epoch's tail is: a trainer's batches stay whole)."""
     sizes = [len(share(due, r, world)) for r in range(world)]
     return min(sizes) // batch_size if drop_last else -(-max(sizes) // batch_size)
-
-
-def index_files(tars: list[str], indices: list[str], ids: np.ndarray, folder: Path) -> tuple[list[str], list[str]]:
-    """The tars holding `ids`, in the given order, and index files listing only those samples."""
-    wanted = {fmt.sample_key(int(i)) for i in ids}
-    kept_tars, kept_indices = [], []
-    for tar, index in zip(tars, indices):
-        lines = Path(index).read_text().splitlines()[1:]
-        mine = [line for line in lines if line.split(" ", 4)[3].split(".", 1)[0] in wanted]
-        if mine:
-            path = folder / Path(index).name
-            path.write_text(f"{fmt.INDEX_VERSION} {len(mine)}\n" + "".join(line + "\n" for line in mine))
-            kept_tars.append(tar)
-            kept_indices.append(str(path))
-    return kept_tars, kept_indices

@@ -35,7 +35,7 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
-from viewkit.loaders import epochs, remainder
+from viewkit.loaders import epochs, part_files, remainder
 from viewkit.loaders.dataset import open_dataset
 from viewkit.loaders.distributed import local_device_id, rank_and_world
 from viewkit.loaders.pipeline import PipelineOptions, build_pipeline
@@ -85,7 +85,9 @@ class ViewLoader:
         self.epoch, self._step, self._checkpoint = 0, 0, None
         self._delivered = np.zeros(self.shards.num_samples, bool)  # this rank's ids of this epoch so far
         self._due = None  # resumed on another world: the epoch's ids no earlier rank delivered
-        self._files = None  # (folder, tars, index files) of this rank's share of them
+        # a mid-epoch state of a viewkit whose readers indexed the whole dataset: its DALI
+        # checkpoint counts positions in it, so that epoch is read so to the end
+        self._whole_reader = False
         self._pipe = self._names = None
         self._ahead = None  # (epoch, side data, future of (pipe, iterator)): the next epoch, built ahead
         self._builder = None  # its one thread, started on first use
@@ -132,9 +134,7 @@ class ViewLoader:
             self._pipe = self._names = None
 
     def _end_remainder(self) -> None:
-        if self._files is not None:
-            shutil.rmtree(self._files[0], ignore_errors=True)
-        self._due = self._files = None
+        self._due, self._whole_reader = None, False
 
     def _part(self) -> int:
         """Samples of this rank this epoch: the rest is padding."""
@@ -161,23 +161,28 @@ class ViewLoader:
         return local_device_id() if self.device == "gpu" else None
 
     def _build(self, epoch: int, side_data, checkpoint: str | None, device_id: int | None):
-        files = None
-        if self._due is not None and epoch == self.epoch:
-            if self._files is None:
-                folder = Path(tempfile.mkdtemp(prefix="viewkit-remainder-"))
-                order = epochs.shard_order(len(self.shards.tars), self.seed, epoch)
-                tars, indices = remainder.index_files([self.shards.tars[i] for i in order],
-                                                      [self.shards.indices[i] for i in order],
-                                                      remainder.share(self._due, self.rank, self.world_size), folder)
-                self._files = (folder, tars, indices)
-            files = self._files[1:]
-        pipe, names = build_pipeline(
-            self.shards, epochs.shard_order(len(self.shards.tars), self.seed, epoch), self.recipe,
-            batch_size=self.batch_size, rank=self.rank, world=self.world_size, device=self.device,
-            device_id=device_id, seed=epochs.pipeline_seed(self.seed, epoch, self.rank), threads=self._threads(),
-            options=self.options, view_key=(self.seed, epoch), side_data=side_data, checkpoint=checkpoint,
-            files=files)
-        return pipe, names
+        """This rank's pipeline of `epoch`, its reader given index files of its part alone
+        (part_files.py): memory and build time follow the part, not the dataset."""
+        order = epochs.shard_order(len(self.shards.tars), self.seed, epoch)
+        tars, indices = [self.shards.tars[i] for i in order], [self.shards.indices[i] for i in order]
+        this_epoch = epoch == self.epoch
+        folder = Path(tempfile.mkdtemp(prefix="viewkit-part-"))
+        try:  # DALI reads the index files while it builds, and never again
+            if this_epoch and self._whole_reader:
+                files = None
+            elif this_epoch and self._due is not None:
+                files = part_files.listed(tars, indices, remainder.share(self._due, self.rank, self.world_size), folder)
+            else:
+                start, end = epochs.part_bounds(self.shards.num_samples, self.rank, self.world_size)
+                files = part_files.positions(tars, indices, [self.shards.counts[i] for i in order], start, end,
+                                             folder)
+            return build_pipeline(
+                self.shards, order, self.recipe, batch_size=self.batch_size, rank=self.rank, world=self.world_size,
+                device=self.device, device_id=device_id, seed=epochs.pipeline_seed(self.seed, epoch, self.rank),
+                threads=self._threads(), options=self.options, view_key=(self.seed, epoch), side_data=side_data,
+                checkpoint=checkpoint, files=files)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def _build_ahead(self) -> None:
         """The next epoch's pipeline, started now on the builder thread. It is the pipeline
@@ -273,7 +278,8 @@ class ViewLoader:
                 # kept when finished too: another rank of the job may be mid-epoch, and the
                 # rest of the epoch is what none of them delivered
                 "delivered": remainder.pack(self._delivered),
-                "due": remainder.pack(due) if due is not None else None}
+                "due": remainder.pack(due) if due is not None else None,
+                "reads_part": not self._whole_reader}
 
     def load_state_dict(self, state: dict | list[dict]) -> None:
         """One state of this rank (the same world size), or the list of every rank's state of
@@ -287,6 +293,7 @@ class ViewLoader:
                 raise ValueError(f"cannot resume: saved {key}={state[key]!r}, this loader has {mine!r}")
         self._end_remainder()
         self.epoch, self._step, self._checkpoint = state["epoch"], state["step"], state["checkpoint"]
+        self._whole_reader = bool(state["checkpoint"]) and not state.get("reads_part")
         if state.get("due") is not None:  # a rest of an epoch, dealt to this very world
             self._due = np.flatnonzero(remainder.unpack(state["due"], self.shards.num_samples))
         self._delivered[:] = False
