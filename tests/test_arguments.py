@@ -126,24 +126,26 @@ def test_every_option_shows_its_default_and_recipe_names_the_presets():
                 assert all(name in action.help for name in PRESETS), command
 
 
-@pytest.mark.parametrize("argv", [["shard", "folder", "SRC", "s3://bucket/set"], ["info", "s3://bucket/set"],
-                                  ["verify", "gs://bucket/set"], ["saliency", "S", "--out", "s3://b/store"],
-                                  ["train", "cpu/byol", "--data", "s3://b/set", "--out", "run"]])
-def test_a_url_is_refused_in_one_line_and_no_local_folder_named_like_it_appears(argv, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("argv", [["shard", "folder", "SRC", "s3://bucket/set"], ["saliency", "S", "--out", "s3://b/store"],
+                                  ["train", "cpu/byol", "--data", "D", "--out", "s3://b/run"],
+                                  ["preview", "S", "--out", "gs://b/views.png"]])
+def test_a_url_to_write_to_is_refused_in_one_line_and_no_local_folder_named_like_it_appears(argv, tmp_path, monkeypatch,
+                                                                                            capsys):
     monkeypatch.chdir(tmp_path)
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "a URL (" in err and "viewkit reads and writes local files only" in err
+    assert err.count("\n") == 1 and "a URL (" in err and "writes local files only" in err
     assert list(tmp_path.iterdir()) == []  # no folder "s3:" or "gs:"
 
 
-def test_the_library_refuses_urls_too(tmp_path):
+def test_the_library_refuses_urls_to_write_to_and_unknown_schemes(tmp_path):
     from viewkit import ViewLoader
     from viewkit.shards import sources
     from viewkit.shards.writer import ShardOptions, write_dataset
 
-    with pytest.raises(ValueError, match=r"s3://b/x: a URL \(s3://\) given as a dataset.*aws s3 sync"):
-        ViewLoader("s3://b/x", "logo", 8, device="cpu")
+    with pytest.raises(ValueError, match=r"nope://b/x: unknown scheme nope://; viewkit reads local folders and object "
+                                         r"storage through fsspec"):
+        ViewLoader("nope://b/x", "logo", 8, device="cpu", cache_dir=tmp_path / "cache")
     (tmp_path / "src").mkdir()
     with pytest.raises(ValueError, match="given as the output folder"):
         write_dataset(sources.folder_items(tmp_path / "src"), "s3://b/out", split="train", options=ShardOptions())

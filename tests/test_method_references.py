@@ -73,6 +73,8 @@ UNCOMPARED = ("running_mean", "running_var", "num_batches_tracked")
 class Batches(list):
     """The engine's loader, as far as a step reads it: its length and its position."""
 
+    steps_done = 0
+
     def state_dict(self) -> dict:
         return {"step": 0}
 
@@ -107,7 +109,8 @@ def through_the_engine(name: str, options: dict, batches: Batches, tmp_path: Pat
                          # by 1% (contiguous: 1e-6), so the comparison would measure the memory format
                          channels_last=False)
     optimizer = make_optimizer(config, method)
-    run = Run(config, "unused", tmp_path, 0, 1, torch.device("cpu"), method, method, optimizer, batches, None)
+    run = Run(config, "unused", tmp_path, 0, 1, torch.device("cpu"), method, method, optimizer, batches, None,
+              steps_per_epoch=len(batches), total_steps=len(batches))
     records, forward, after_step = [], method.forward, method.after_step
 
     def recorded_forward(batch):

@@ -1,8 +1,7 @@
-"""Paths are local: a URL given where viewkit reads or writes files is refused in one line.
+"""Paths are local where viewkit writes: a URL given there is refused in one line.
 
-Without this, `viewkit shard ... s3://bucket/set` wrote a local folder named `s3:` and exited 0,
-and a URL to read was answered "no such folder". Object storage is read through a copy on a
-local disk for now.
+Without this, `viewkit shard ... s3://bucket/set` wrote a local folder named `s3:` and exited 0.
+Datasets are read from object storage (viewkit/storage.py); writing there is not done yet.
 """
 
 from __future__ import annotations
@@ -21,9 +20,9 @@ def url_refusal(value, what: str = "a path") -> str | None:
     if not is_url(value):
         return None
     scheme = value.split("://", 1)[0]
-    hint = f" (for example `aws s3 sync {value} DIR`)" if scheme == "s3" else ""
-    return (f"{value}: a URL ({scheme}://) given as {what}; viewkit reads and writes local files only: copy the "
-            f"data to a local disk first{hint} and give its folder")
+    hint = f", for example `aws s3 sync DIR {value}`" if scheme == "s3" else ""
+    return (f"{value}: a URL ({scheme}://) given as {what}; viewkit reads datasets from object storage but "
+            f"writes local files only: give a local folder (and copy it to the store after{hint})")
 
 
 def refuse_url(value, what: str = "a path") -> None:

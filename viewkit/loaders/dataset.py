@@ -7,28 +7,44 @@ from the manifest, an empty dataset, foreign tars without a viewkit manifest.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from viewkit.local_paths import refuse_url
+from viewkit import storage
 from viewkit.shards import format as fmt
 from viewkit.shards.manifest import read_manifest
 
 
 @dataclass(frozen=True)
 class ShardSet:
-    root: Path
+    root: Path  # the dataset's folder; for a dataset in object storage, its node-local cache
     manifest: dict
     tars: tuple[str, ...]
     indices: tuple[str, ...]
     counts: tuple[int, ...]  # samples per shard
+    url: str | None = None  # the dataset in object storage
+    cache: object | None = None  # its ShardCache (shard_cache.py)
+
+    @property
+    def name(self) -> str:
+        """The dataset as its user named it: its URL or its folder."""
+        return self.url or str(self.root)
 
     @property
     def num_samples(self) -> int:
         return sum(self.counts)
+
+    def holding(self, tars: list[str]):
+        """A context in which `tars` (of `self.tars`) are local files: for a dataset in object
+        storage, fetched into the cache and kept there until the block ends."""
+        if self.cache is None:
+            return contextlib.nullcontext()
+        entries = {str(self.root / shard["tar"]): shard for shard in self.manifest["shards"]}
+        return self.cache.holding([entries[tar] for tar in tars])
 
     @property
     def has_boxes(self) -> bool:
@@ -85,27 +101,58 @@ def _check_checksums(root: Path, shards: list[dict], part: tuple[int, int]) -> N
                              "repair it")
 
 
-def open_dataset(path: str | os.PathLike, *, verify_checksums: bool = False, part: tuple[int, int] = (0, 1)) -> ShardSet:
+def open_dataset(path: str | os.PathLike, *, verify_checksums: bool = False, part: tuple[int, int] = (0, 1),
+                 cache_dir: str | os.PathLike | None = None, cache_limit: int | str | None = None) -> ShardSet:
     """Checks files, sizes, index hashes and sample counts (cheap); `verify_checksums` also
     hashes the tars (rank `part[0]` of `part[1]` its share), once per process, so that damaged
     bytes never train silently: DALI's decoder turns many damaged JPEGs into garbage pixels
-    without an error."""
-    refuse_url(path, "a dataset")
+    without an error. A URL (s3://bucket/prefix) is read through a node-local cache
+    (`cache_dir`, `cache_limit`: shard_cache.py), whose fetches check every tar's sha256."""
+    if storage.is_url(path):
+        return _open_remote(str(path), cache_dir, cache_limit)
     path = Path(path)
     manifest_path = path / fmt.MANIFEST_NAME if path.is_dir() else path
     if manifest_path.name != fmt.MANIFEST_NAME or not manifest_path.exists():
         raise FileNotFoundError(fmt.not_a_dataset(path))
     manifest = read_manifest(manifest_path)
+    shards = _checked(manifest, manifest_path, tars_here=True)
+    if verify_checksums:
+        _check_checksums(shards.root, manifest["shards"], part)
+    return shards
+
+
+def _open_remote(url: str, cache_dir, cache_limit) -> ShardSet:
+    from viewkit.loaders.shard_cache import ShardCache, dataset_folder, default_limit, parse_bytes
+
+    folder = dataset_folder(url, cache_dir)
+    limit = parse_bytes(cache_limit) if cache_limit is not None else default_limit(folder)
+    cache = ShardCache(url.rstrip("/"), folder, limit)
+    try:
+        manifest_path = cache.fetch_manifest()
+    except FileNotFoundError as e:
+        if "bucket" in str(e):
+            raise
+        raise FileNotFoundError(f"{url}: no viewkit dataset (no dataset.json there); make one with `viewkit shard`") \
+            from None
+    manifest = read_manifest(manifest_path)
+    cache.fetch_indices(manifest["shards"])
+    shards = _checked(manifest, manifest_path, tars_here=False)
+    return ShardSet(shards.root, manifest, shards.tars, shards.indices, shards.counts, url.rstrip("/"), cache)
+
+
+def _checked(manifest: dict, manifest_path: Path, tars_here: bool) -> ShardSet:
+    """The shards the manifest lists, their index files checked against it (and the tars'
+    presence and sizes where they are here: a cache checks its fetches itself)."""
     root = Path(manifest["root"])
     if manifest["num_samples"] == 0 or not manifest["shards"]:
         raise ValueError(f"{manifest_path}: the dataset is empty (0 samples; see {root / fmt.REJECTED_NAME})")
     tars, indices, counts = [], [], []
     for shard in manifest["shards"]:
         tar, index = root / shard["tar"], root / shard["index"]
-        for file in (tar, index):
+        for file in (tar, index) if tars_here else (index,):
             if not file.exists():
                 raise FileNotFoundError(f"{file}: listed in {manifest_path} but missing; re-run `viewkit shard` (it resumes)")
-        if tar.stat().st_size != shard["bytes"]:
+        if tars_here and tar.stat().st_size != shard["bytes"]:
             raise ValueError(f"{tar}: {tar.stat().st_size} bytes, the manifest says {shard['bytes']}; "
                              "the shard was changed or truncated: run `viewkit verify` and re-shard")
         index_bytes = index.read_bytes()
@@ -118,8 +165,6 @@ def open_dataset(path: str | os.PathLike, *, verify_checksums: bool = False, par
         tars.append(str(tar))
         indices.append(str(index))
         counts.append(shard["samples"])
-    if verify_checksums:
-        _check_checksums(root, manifest["shards"], part)
     if sum(counts) != manifest["num_samples"]:
         raise ValueError(f"{manifest_path}: num_samples is {manifest['num_samples']}, its shards hold {sum(counts)}; "
                          f"run `viewkit verify {root}`")

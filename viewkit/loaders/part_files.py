@@ -27,6 +27,16 @@ def _write_index(folder: Path, index: str, lines: list[str]) -> str:
     return str(path)
 
 
+def touched(counts: list[int], start: int, end: int) -> list[int]:
+    """Positions (in the given order) of the shards that samples [start, end) lie in."""
+    found, first = [], 0
+    for position, count in enumerate(counts):
+        if first < end and first + count > start:
+            found.append(position)
+        first += count
+    return found
+
+
 def positions(tars: list[str], indices: list[str], counts: list[int], start: int, end: int,
               folder: Path) -> tuple[list[str], list[str]]:
     """(tars, index files) of the samples at positions [start, end) of the shards in the given

@@ -49,7 +49,8 @@ from viewkit.views.outputs import arrange, image_size
 class ViewLoader:
     def __init__(self, dataset, recipe: Recipe | str, batch_size: int, *, device: str = "gpu", seed: int = 0,
                  drop_last: bool = True, rank: int | None = None, world_size: int | None = None,
-                 side_data: RegionTable | None = None, verify_checksums: bool = False, **pipeline_options):
+                 side_data: RegionTable | None = None, verify_checksums: bool = False,
+                 cache_dir: str | os.PathLike | None = None, cache_limit: int | str | None = None, **pipeline_options):
         if isinstance(recipe, str):
             recipe = recipes.get(recipe)
         if not isinstance(recipe, Recipe):
@@ -67,7 +68,8 @@ class ViewLoader:
                             f"{sorted(PipelineOptions.__dataclass_fields__)}")
         self.options = PipelineOptions(**pipeline_options)
         self.rank, self.world_size = rank_and_world(rank, world_size)
-        self.shards = open_dataset(dataset, verify_checksums=verify_checksums, part=(self.rank, self.world_size))
+        self.shards = open_dataset(dataset, verify_checksums=verify_checksums, part=(self.rank, self.world_size),
+                                   cache_dir=cache_dir, cache_limit=cache_limit)
         self.recipe, self.batch_size, self.device, self.seed, self.drop_last = recipe, batch_size, device, seed, drop_last
         smallest = min(e - s for s, e in (epochs.part_bounds(self.shards.num_samples, r, self.world_size)
                                           for r in range(self.world_size)))
@@ -78,6 +80,8 @@ class ViewLoader:
         if drop_last and batch_size > smallest:
             raise ValueError(f"batch_size {batch_size} is larger than a rank's share ({smallest} samples of "
                              f"{self.shards.num_samples} over {self.world_size} ranks); lower it or set drop_last=False")
+        if self.shards.cache is not None:
+            self._check_cache_budget()
         if recipe.saliency is not None and side_data is None:
             side_data = RegionTable.empty(self.shards.num_samples, recipe.saliency.max_regions)
         self._check_side_data(side_data)
@@ -91,6 +95,29 @@ class ViewLoader:
         self._pipe = self._names = None
         self._ahead = None  # (epoch, side data, future of (pipe, iterator)): the next epoch, built ahead
         self._builder = None  # its one thread, started on first use
+
+    def _part_shards(self, epoch: int) -> list[int]:
+        """Shards (indices into shards.tars) that this rank's part of `epoch` touches."""
+        order = epochs.shard_order(len(self.shards.tars), self.seed, epoch)
+        start, end = epochs.part_bounds(self.shards.num_samples, self.rank, self.world_size)
+        return [order[i] for i in part_files.touched([self.shards.counts[i] for i in order], start, end)]
+
+    def _check_cache_budget(self) -> None:
+        """Refused at start: a cache that cannot hold what the ranks of this node open at once
+        (every shard of each part; two epochs' parts while the next is built ahead)."""
+        sizes = [shard["bytes"] for shard in self.shards.manifest["shards"]]
+        part = max(sum(sizes[i] for i in self._part_shards(epoch)) for epoch in (0, 1))
+        local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+        need = part * local_ranks * (2 if self.options.build_ahead else 1)
+        if need > self.shards.cache.limit:
+            from viewkit.loaders.shard_cache import human_size as _size
+
+            raise ValueError(
+                f"{self.shards.name}: the cache ({self.shards.cache.folder}) may hold {_size(self.shards.cache.limit)}, "
+                f"and the {local_ranks} rank(s) of this node open about {_size(need)} at once (a rank's part of an "
+                f"epoch is {_size(part)}{', twice while the next epoch is built ahead' if self.options.build_ahead else ''}"
+                f"; DALI opens every shard of its part when it builds): raise cache_limit (VIEWKIT_CACHE_LIMIT), "
+                f"use more nodes{', or set build_ahead=False' if self.options.build_ahead else ''}")
 
     def _check_side_data(self, side_data) -> None:
         """Rows are joined by sample id, so regions of other shards would land on the wrong images."""
@@ -176,11 +203,12 @@ class ViewLoader:
                 start, end = epochs.part_bounds(self.shards.num_samples, self.rank, self.world_size)
                 files = part_files.positions(tars, indices, [self.shards.counts[i] for i in order], start, end,
                                              folder)
-            return build_pipeline(
-                self.shards, order, self.recipe, batch_size=self.batch_size, rank=self.rank, world=self.world_size,
-                device=self.device, device_id=device_id, seed=epochs.pipeline_seed(self.seed, epoch, self.rank),
-                threads=self._threads(), options=self.options, view_key=(self.seed, epoch), side_data=side_data,
-                checkpoint=checkpoint, files=files)
+            with self.shards.holding(files[0] if files is not None else tars):  # fetched, if in object storage
+                return build_pipeline(
+                    self.shards, order, self.recipe, batch_size=self.batch_size, rank=self.rank, world=self.world_size,
+                    device=self.device, device_id=device_id, seed=epochs.pipeline_seed(self.seed, epoch, self.rank),
+                    threads=self._threads(), options=self.options, view_key=(self.seed, epoch), side_data=side_data,
+                    checkpoint=checkpoint, files=files)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
@@ -256,8 +284,8 @@ class ViewLoader:
         bad = find_undecodable(self.shards.root, [self.shards.tars[i] for i in order])
         named = "; ".join(str(p) for p in bad[:5]) or "no single image fails alone (see DALI's message)"
         self._pipe = self._names = None
-        return RuntimeError(f"DALI could not decode a sample of {self.shards.root}: {named}. DALI cannot skip "
-                            f"samples: run `viewkit verify {self.shards.root}` and re-shard the source images")
+        return RuntimeError(f"DALI could not decode a sample of {self.shards.name}: {named}. DALI cannot skip "
+                            f"samples: run `viewkit verify {self.shards.name}` and re-shard the source images")
 
     def state_dict(self) -> dict:
         """Where the loader stands: resume mid-epoch with load_state_dict."""

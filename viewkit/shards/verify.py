@@ -11,9 +11,9 @@ import contextlib
 import json
 import os
 import sys
+import tarfile
 import tempfile
 import threading
-import tarfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from viewkit import storage
 from viewkit.shards import format as fmt
 from viewkit.shards.manifest import read_manifest
 
@@ -199,7 +200,33 @@ def _decode_batch(shard_name: str, batch, decoder: _DaliDecoder, problems: list[
 
 
 def verify_dataset(root: str | os.PathLike, *, progress: bool = True, threads: int = 0, batch_size: int = 64) -> list[Problem]:
-    """Every problem found; an empty list means the dataset is sound."""
+    """Every problem found; an empty list means the dataset is sound. A URL (s3://...) is
+    checked shard by shard in a temporary folder, each shard fetched whole and let go."""
+    with contextlib.ExitStack() as stack:
+        fetch = None
+        if storage.is_url(root):
+            scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="viewkit-verify-")))
+            fetch = _fetcher(str(root).rstrip("/"), scratch)
+            for name in (fmt.MANIFEST_NAME, fmt.REJECTED_NAME):
+                fetch(name, missing_ok=name == fmt.REJECTED_NAME)
+            root = scratch
+        return _verify(root, fetch, progress, threads, batch_size)
+
+
+def _fetcher(url: str, folder: Path):
+    fs = storage.filesystem(url)
+
+    def fetch(name: str, missing_ok: bool = False) -> None:
+        remote = storage.join(url, name)
+        try:
+            storage.retrying(lambda: fs.get_file(remote, str(folder / name)), remote, name)
+        except FileNotFoundError:
+            if not missing_ok:
+                raise
+    return fetch
+
+
+def _verify(root, fetch, progress: bool, threads: int, batch_size: int) -> list[Problem]:
     manifest = read_manifest(root, consistent=False)
     root = Path(manifest["root"])
     problems: list[Problem] = []
@@ -207,7 +234,17 @@ def verify_dataset(root: str | os.PathLike, *, progress: bool = True, threads: i
     decoder = _DaliDecoder(batch_size, threads or os.cpu_count() or 1)
     with tqdm(total=manifest["num_samples"], unit="img", desc="verify", disable=not progress) as bar:
         for shard in manifest["shards"]:
+            if fetch is None:
+                _check_shard(root, shard, decoder, problems, seen_ids, bar)
+                continue
+            for name in (shard["tar"], shard["index"]):
+                try:
+                    fetch(name)
+                except FileNotFoundError:
+                    pass  # _check_shard names it missing
             _check_shard(root, shard, decoder, problems, seen_ids, bar)
+            for name in (shard["tar"], shard["index"]):
+                (root / name).unlink(missing_ok=True)
     total = sum(s["samples"] for s in manifest["shards"])
     if total != manifest["num_samples"]:
         problems.append(Problem(fmt.MANIFEST_NAME, None, f"shards hold {total} samples, num_samples is {manifest['num_samples']}"))

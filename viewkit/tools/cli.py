@@ -60,6 +60,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+# Arguments that name a dataset to read: a URL there (s3://bucket/prefix) is read through the
+# node-local shard cache (viewkit/loaders/shard_cache.py). Everything else is a local path.
+DATASET_ARGUMENTS = {"info": ("out",), "verify": ("out",), "train": ("data",), "eval": ("train", "val"),
+                     "saliency": ("shards",), "preview": ("shards",), "bench": ("shards",)}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(next((a for a in argv if not a.startswith("-")), None))
@@ -76,8 +82,11 @@ def main(argv: list[str] | None = None) -> int:
 
         if not torch.cuda.is_available():
             parser.error(f"{args.command} --device gpu: torch sees no CUDA GPU here; --device cpu runs the same work")
+    datasets = DATASET_ARGUMENTS.get(getattr(args, "command", None), ())
     for name, value in vars(args).items():  # before any work: a URL would become a local folder named "s3:"
-        if name != "address" and (refusal := url_refusal(value, "an argument")) is not None:  # Ray's is a URL
+        if name in datasets or name == "address":  # datasets are read through fsspec; Ray's address is a URL
+            continue
+        if (refusal := url_refusal(value, "an argument")) is not None:
             print(f"viewkit {args.command}: error: {refusal}", file=sys.stderr)
             return 2
     try:

@@ -12,7 +12,7 @@ from viewkit.shards.summaries import conversions
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("out", help="dataset folder (holding dataset.json)")
+    parser.add_argument("out", help="dataset folder (holding dataset.json), or its URL (s3://bucket/prefix)")
 
 
 def _shard_counts(shards: list[dict]) -> str:
@@ -29,7 +29,7 @@ def describe(manifest: dict) -> str:
     classes = manifest["classes"]
     class_names = ", ".join(str(c["name"]) for c in classes[:6]) + (" ..." if len(classes) > 6 else "")
     lines = [
-        f"dataset    {manifest['root']}",
+        f"dataset    {manifest.get('url') or manifest['root']}",
         f"format     {manifest['format']} v{manifest['version']} from {manifest['source']}, split {manifest['split']!r}",
         f"samples    {manifest['num_samples']} of {manifest['num_inputs']} inputs ({manifest['num_rejected']} rejected)",
         f"shards     {_shard_counts(shards)}, {total_bytes / 1e6:.1f} MB",
@@ -42,5 +42,13 @@ def describe(manifest: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    print(describe(read_manifest(args.out)))
+    from viewkit import storage
+
+    if storage.is_url(args.out):  # the manifest and index files, through the cache; no shard is fetched
+        from viewkit.loaders.dataset import open_dataset
+
+        shards = open_dataset(args.out)
+        print(describe(shards.manifest | {"url": shards.url}))
+    else:
+        print(describe(read_manifest(args.out)))
     return 0

@@ -13,7 +13,8 @@ from viewkit.shards.verify import verify_dataset
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("out", help="dataset folder (holding dataset.json)")
+    parser.add_argument("out", help="dataset folder (holding dataset.json), or its URL (s3://bucket/prefix): "
+                                    "then each shard is fetched into a temporary folder, checked and let go")
     parser.add_argument("--threads", type=int, default=0, help="DALI decoding threads (default: all cores)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 

@@ -18,7 +18,8 @@ LOADER_OPTIONS = ("hw_decoder_load", "prefetch", "initial_fill", "build_ahead")
 # what it reports; and epochs, so that a run can be extended (the cosine schedule is then
 # stretched over the new count from the step reached, said in one line at resume). Every
 # other key changes what is trained.
-RESUME_MAY_CHANGE = ("device", "threads", "loader_options", "verify_checksums", "compile", "log_every",
+RESUME_MAY_CHANGE = ("device", "threads", "loader_options", "verify_checksums", "cache_dir", "cache_limit",
+                     "compile", "log_every",
                      "checkpoint_every", "checkpoint_every_steps", "knn_every", "knn_train", "knn_val",
                      "knn_resolution", "epochs")
 
@@ -46,6 +47,10 @@ class TrainConfig:
     threads: int = 0  # DALI threads per process, and torch's on the CPU; 0: cores / processes on the host
     loader_options: dict = field(default_factory=dict)  # the training loader's, see LOADER_OPTIONS
     verify_checksums: bool = True  # hash every shard once at start (README: its cost); false skips it
+    # --data in object storage (s3://...): the node-local shard cache, its folder and budget
+    # ("500GB"); defaults: VIEWKIT_CACHE_DIR / VIEWKIT_CACHE_LIMIT, else README's rule
+    cache_dir: str | None = None
+    cache_limit: str | None = None
     log_every: int = 10  # steps between metric lines
     checkpoint_every: int = 10  # epochs between kept checkpoints (checkpoint-last.pt every epoch)
     # steps between mid-epoch checkpoint-last.pt saves; 0: at epoch ends only. A preempted job

@@ -45,18 +45,14 @@ class Run:
     start_epoch: int = 0
     step: int = 0
     resumed_mid_epoch: bool = False
-    total_steps: int = 0  # of the schedule: set once the start (fresh or resumed) is known
+    # a whole epoch's steps on this world (the rest of an epoch resumed on another world may
+    # run fewer or more: the loader's len), and the schedule's, once the start is known
+    steps_per_epoch: int = 0
+    total_steps: int = 0
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
-
-    @property
-    def steps_per_epoch(self) -> int:
-        """Of a whole epoch on this world; the rest of an epoch resumed on another world may
-        run fewer or more (the loader's len)."""
-        return epochs.steps_per_epoch(self.loader.shards.num_samples, self.world, self.loader.batch_size,
-                                      self.loader.drop_last)
 
     @property
     def warmup_steps(self) -> int:
@@ -87,9 +83,11 @@ def start_run(config: TrainConfig, data: str, out: str | Path, resume: bool = Fa
     recipe = recipes.get(config.recipe_name, **config.recipe_overrides)
     loader = ViewLoader(data, recipe, config.batch_size // world, device=config.device, seed=config.seed,
                         drop_last=True, rank=rank, world_size=world, threads=config.threads,
-                        verify_checksums=config.verify_checksums, **config.loader_options)
+                        verify_checksums=config.verify_checksums, cache_dir=config.cache_dir,
+                        cache_limit=config.cache_limit, **config.loader_options)
     method, forward = _place_method(config, world, device)
-    run = Run(config, data, out, rank, world, device, method, forward, make_optimizer(config, method), loader, None)
+    run = Run(config, data, out, rank, world, device, method, forward, make_optimizer(config, method), loader, None,
+              steps_per_epoch=epochs.steps_per_epoch(loader.shards.num_samples, world, loader.batch_size, True))
     checkpoint = out / "checkpoint-last.pt"
     if resume and checkpoint.exists():
         _restore(run, ckpt.load(checkpoint, needs=RESUME_NEEDS))

