@@ -3,7 +3,7 @@ the dev extra), on free local ports, its data in a temporary folder.
 
 DALI and the AWS SDK read the endpoint from AWS_ENDPOINT_URL; 127.0.0.1, not localhost
 (the SDK switches to virtual-host addressing for host names, which SeaweedFS refuses).
-This server checks no credentials: any key pair is accepted.
+Credentials are checked: one identity, ACCESS_KEY / SECRET_KEY, may do everything.
 """
 
 from __future__ import annotations
@@ -16,6 +16,10 @@ from pathlib import Path
 
 from ports import free_port
 
+ACCESS_KEY, SECRET_KEY = "viewkit-tests", "viewkit-tests-secret"
+IDENTITIES = ('{"identities": [{"name": "viewkit", "credentials": [{"accessKey": "%s", "secretKey": "%s"}], '
+              '"actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}' % (ACCESS_KEY, SECRET_KEY))
+
 
 class S3Store:
     def __init__(self, folder: Path):
@@ -25,9 +29,10 @@ class S3Store:
                  "s3.port": self.port, "s3.port.grpc": free_port(), "admin.port": free_port(),
                  "admin.port.grpc": free_port(), "webdav.port": free_port(), "s3.port.iceberg": 0,
                  "s3.port.lance": 0}
+        (folder / "s3.json").write_text(IDENTITIES)
         self.log = open(folder / "weed.log", "w")
         self.process = subprocess.Popen([shutil.which("weed"), "mini", f"-dir={folder}", "-ip=127.0.0.1",
-                                         "-ip.bind=127.0.0.1", "-admin.ui=false",
+                                         "-ip.bind=127.0.0.1", "-admin.ui=false", f"-s3.config={folder / 's3.json'}",
                                          *(f"-{key}={value}" for key, value in ports.items())],
                                         stdout=self.log, stderr=subprocess.STDOUT, cwd=folder)
         self.endpoint = f"http://127.0.0.1:{self.port}"
@@ -44,7 +49,7 @@ class S3Store:
                 time.sleep(0.2)
 
     def environment(self) -> dict:
-        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": "viewkit", "AWS_SECRET_ACCESS_KEY": "viewkit",
+        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
                 "AWS_REGION": "us-east-1"}
 
     def stop(self) -> None:

@@ -139,7 +139,8 @@ def test_a_shard_changed_in_the_store_never_reaches_the_reader(store, changed_sh
     assert "train-000001.tar" not in cached_tars(tmp_path / "cache") and not list((tmp_path / "cache").rglob("*.part-*"))
 
 
-def test_missing_bucket_missing_dataset_and_unknown_scheme_each_say_which(store, tmp_path):
+def test_missing_bucket_missing_dataset_wrong_credentials_and_unknown_scheme_each_say_which(
+        store, remote_shards, tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match=rf"s3://no-such-bucket/x/dataset.json: the bucket 'no-such-bucket' "
                                                 rf"does not exist at {store.endpoint}"):
         make("s3://no-such-bucket/x", cache_dir=tmp_path)
@@ -147,6 +148,9 @@ def test_missing_bucket_missing_dataset_and_unknown_scheme_each_say_which(store,
         make("s3://vk-data/nothing-here", cache_dir=tmp_path)
     with pytest.raises(ValueError, match="nope://b/p: unknown scheme nope://"):
         make("nope://b/p", cache_dir=tmp_path)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+    with pytest.raises(PermissionError, match=rf"{remote_shards}/dataset.json: {store.endpoint} refused the credentials"):
+        make(remote_shards, cache_dir=tmp_path)
 
 
 def test_a_store_that_stops_or_stalls_ends_in_one_error_naming_the_shard_and_endpoint(
@@ -190,3 +194,19 @@ def test_info_verify_and_train_take_a_url(remote_shards, changed_shards, embedde
     assert main(["train", str(config), "--data", remote_shards, "--out", str(tmp_path / "run"), "--quiet"]) == 0
     assert "finished 1 epoch (3 steps)" in capsys.readouterr().out
     assert cached_tars(tmp_path / "train-cache") == sorted(p.name for p in Path(embedded_shards).glob("*.tar"))
+
+
+def test_a_full_cache_disk_is_said_in_one_line_and_leaves_no_partial_shard(remote_shards, tmp_path):
+    import errno
+
+    loader = make(remote_shards, cache_dir=tmp_path / "cache")
+
+    def disk_full(remote, local):  # what writing a download on a full disk raises, half-way
+        Path(local).write_bytes(b"half a shard")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    loader.shards.cache.fs.get_file = disk_full
+    with pytest.raises(OSError, match=r"s3://vk-data/embedded/train-00000\d.tar: the cache disk is full while fetching "
+                                      r"shard train-00000\d.tar; free space or lower cache_limit"):
+        batches(loader)
+    assert not cached_tars(tmp_path / "cache") and not list((tmp_path / "cache").rglob("*.part-*"))
