@@ -210,3 +210,40 @@ def test_a_full_cache_disk_is_said_in_one_line_and_leaves_no_partial_shard(remot
                                       r"shard train-00000\d.tar; free space or lower cache_limit"):
         batches(loader)
     assert not cached_tars(tmp_path / "cache") and not list((tmp_path / "cache").rglob("*.part-*"))
+
+
+def test_shard_writes_to_a_store_the_bytes_of_a_local_run_and_resumes_a_killed_run(
+        store, embedded_source, tmp_path, monkeypatch, capsys):
+    """`viewkit shard folder SRC s3://...` killed by SIGKILL after its 3rd shard, run again:
+    the store holds the bytes of a local run, and the staging folder is let go."""
+    import signal
+    import subprocess
+    import sys
+
+    import s3fs
+    from killed_run import killed_after
+
+    from viewkit.tools.cli import main
+
+    monkeypatch.setenv("VIEWKIT_CACHE_DIR", str(tmp_path / "cache"))
+    fs = s3fs.S3FileSystem(skip_instance_cache=True)
+    if not fs.exists("vk-data"):
+        fs.mkdir("vk-data")
+    url = "s3://vk-data/written"
+    args = ["shard", "folder", str(embedded_source["images"]), url, "--shard-samples", "8", "--workers", "1", "--quiet"]
+    killed = subprocess.run([sys.executable, "-c", killed_after(3), *args], capture_output=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
+    up = {p.rsplit("/", 1)[-1] for p in fs.ls(url, refresh=True)}
+    assert "dataset.json" not in up and ".progress.jsonl" in up, up
+    assert {"data-000000.tar", "data-000001.tar", "data-000002.tar"} <= up and "data-000003.tar" not in up, up
+    assert main(args) == 0
+    assert capsys.readouterr().out.startswith(f"{url}: 60 written, 0 rejected, 8 shards")
+    assert main(["shard", "folder", str(embedded_source["images"]), str(tmp_path / "local"), "--shard-samples", "8",
+                 "--workers", "1", "--quiet"]) == 0
+    local = {p.name: p.read_bytes() for p in (tmp_path / "local").iterdir()}
+    remote = {p.rsplit("/", 1)[-1]: fs.cat(p) for p in fs.ls(url, refresh=True)}
+    assert remote == local
+    assert not list((tmp_path / "cache" / "staging").iterdir())
+    assert main(args) == 0 and "(already complete" in capsys.readouterr().out
+    assert main([*args[:4], "--shard-samples", "9", "--workers", "1", "--quiet"]) == 2
+    assert "s3://vk-data/written holds another dataset (other inputs or options); pass --overwrite" in capsys.readouterr().err

@@ -20,11 +20,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from viewkit import storage
 from viewkit.shards import format as fmt
 from viewkit.shards.manifest import SPLIT_NAME
 from viewkit.shards.order import samples_per_shard, shuffled_order
 from viewkit.shards.summaries import every_input_rejected
-from viewkit.local_paths import refuse_url
 from viewkit.shards.outdir import (JOURNAL_NAME, clear_output, refuse_foreign_files, refuse_links,
                                    writer_lock)
 from viewkit.shards.sources import SourceListing
@@ -79,8 +79,9 @@ def _fingerprint(listing: SourceListing, split: str, options: ShardOptions) -> s
     return digest.hexdigest()
 
 
-def _read_journal(out: Path, fingerprint: str) -> list[dict]:
-    """Shards finished by an earlier run of the same job whose files are intact."""
+def _read_journal(out: Path, fingerprint: str, intact=None) -> list[dict]:
+    """Shards finished by an earlier run of the same job whose files are intact (here, or
+    as `intact(record)` says: a store's objects, for a dataset written there)."""
     journal = out / JOURNAL_NAME
     if not journal.exists():
         return []
@@ -100,6 +101,11 @@ def _read_journal(out: Path, fingerprint: str) -> list[dict]:
             record = json.loads(line)
         except json.JSONDecodeError:
             break  # torn last line from a kill
+        if intact is not None:
+            if not intact(record):
+                break
+            done.append(record)
+            continue
         tar, index = out / record["tar"], out / record["index"]
         if not (tar.exists() and index.exists()):
             break
@@ -111,10 +117,11 @@ def _read_journal(out: Path, fingerprint: str) -> list[dict]:
 
 def write_dataset(listing: SourceListing, out: str | os.PathLike, *, split: str, options: ShardOptions,
                   overwrite: bool = False, progress: bool = True, check_hashes: bool = False,
-                  after_shard=None, engine: str = "local", address: str | None = None) -> dict:
+                  after_shard=None, engine: str = "local", address: str | None = None, store=None) -> dict:
     """Shards `listing` into `out`; returns the manifest. `after_shard(record)` is a test hook.
     `engine` "ray" writes the same bytes with the tasks of a Ray cluster (`address`, or a
-    local Ray), see viewkit.shards.ray_engine.
+    local Ray), see viewkit.shards.ray_engine. `out` may be a URL (s3://bucket/prefix): the
+    shards are written in a local staging folder and each uploaded when done (store.py).
 
     A finished dataset of the same inputs and options is checked, not trusted: shards whose
     files are missing or differ (sizes and indices; tar hashes with `check_hashes`) are
@@ -123,7 +130,11 @@ def write_dataset(listing: SourceListing, out: str | os.PathLike, *, split: str,
     if not SPLIT_NAME.fullmatch(split):
         raise ValueError(f"split {split!r} names the shard files ({split}-000000.tar) and must be a plain name "
                          "such as train or val: letters, digits and _ . + = -, without a leading '.'")
-    refuse_url(out, "the output folder")
+    if storage.is_url(out):
+        from viewkit.shards.store import write_to_store
+
+        return write_to_store(listing, str(out), split=split, options=options, overwrite=overwrite, progress=progress,
+                              after_shard=after_shard, engine=engine, address=address)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with writer_lock(out):
@@ -140,7 +151,7 @@ def write_dataset(listing: SourceListing, out: str | os.PathLike, *, split: str,
             raise ValueError(f"engine {engine!r}: local or ray")
         per_shard = samples_per_shard(listing, options)  # a stat of every input: once
         refuse_foreign_files(out, split, -(-len(listing.items) // per_shard))
-        job = start_job(listing, out, split, options, fingerprint, per_shard)
+        job = start_job(listing, out, split, options, fingerprint, per_shard, store)
         if engine == "ray":
             from viewkit.shards.ray_engine import write_shards_ray
 
@@ -155,7 +166,7 @@ class ShardJob:
     far, as the journal holds them. Both engines, local threads and Ray, work from one."""
 
     listing: SourceListing
-    out: Path
+    out: Path  # for a dataset written to a store, the local staging folder
     split: str
     options: ShardOptions
     fingerprint: str
@@ -165,6 +176,7 @@ class ShardJob:
     rejected: list[dict]
     position: int  # inputs (in shuffled order) consumed by the finished shards
     next_id: int
+    store: object | None = None  # a dataset written to object storage: its Store (store.py)
 
     @property
     def prefix(self) -> str:
@@ -178,6 +190,8 @@ class ShardJob:
         """A finished shard into the journal, then into the job: a kill after this line keeps it."""
         with writing(self.journal), open_append(self.journal) as f:  # a torn last line is dropped on resume
             f.write(json.dumps(record | {"next_input": record["inputs"][1], "rejected": shard_rejected}) + "\n")
+        if self.store is not None:  # the shard's files up, then the journal that names them
+            self.store.publish_shard(self.out, record, self.journal)
         self.shards.append(record)
         self.rejected += shard_rejected
         self.position = record["inputs"][1]
@@ -185,12 +199,13 @@ class ShardJob:
 
 
 def start_job(listing: SourceListing, out: Path, split: str, options: ShardOptions, fingerprint: str,
-              per_shard: int) -> ShardJob:
+              per_shard: int, store=None) -> ShardJob:
     """The plan, and the shards an earlier run of the same job finished (the caller holds the lock)."""
-    done = _read_journal(out, fingerprint)
+    done = _read_journal(out, fingerprint, store.intact if store is not None else None)
     job = ShardJob(listing, out, split, options, fingerprint, per_shard,
                    shuffled_order(len(listing.items), options.seed), _shard_entries(done),
-                   [r for record in done for r in record["rejected"]], done[-1]["next_input"] if done else 0, 0)
+                   [r for record in done for r in record["rejected"]], done[-1]["next_input"] if done else 0, 0,
+                   store)
     job.next_id = sum(s["samples"] for s in job.shards)
     fresh = job.journal.with_name(JOURNAL_NAME + ".tmp")
     with writing(job.journal), open_new(fresh, "w") as f:  # rewritten: drops any torn or unverified tail

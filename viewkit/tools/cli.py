@@ -60,9 +60,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-# Arguments that name a dataset to read: a URL there (s3://bucket/prefix) is read through the
-# node-local shard cache (viewkit/loaders/shard_cache.py). Everything else is a local path.
-DATASET_ARGUMENTS = {"info": ("out",), "verify": ("out",), "train": ("data",), "eval": ("train", "val"),
+# Arguments that name a dataset: a URL there (s3://bucket/prefix) is read through the
+# node-local shard cache (viewkit/loaders/shard_cache.py), or written through a staging
+# folder (viewkit/shards/store.py). Everything else is a local path.
+DATASET_ARGUMENTS = {"shard": ("out",), "info": ("out",), "verify": ("out",), "train": ("data",), "eval": ("train", "val"),
                      "saliency": ("shards",), "preview": ("shards",), "bench": ("shards",)}
 
 

@@ -16,6 +16,7 @@ import os
 import re
 from pathlib import Path
 
+from viewkit import storage
 from viewkit.shards import sources
 from viewkit.shards.summaries import conversions
 from viewkit.tools.argtypes import non_negative_int, positive_int
@@ -41,7 +42,8 @@ def byte_size(text: str) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", choices=["imagenet", "coco", "folder"], help="input layout")
     parser.add_argument("src", help="input folder (COCO: the images folder)")
-    parser.add_argument("out", help="output folder")
+    parser.add_argument("out", help="output folder, or a URL (s3://bucket/prefix): each shard is written in a local "
+                                    "staging folder and uploaded when done")
     parser.add_argument("--split", default=None, help="ImageNet split folder (train|val); shard name prefix")
     parser.add_argument("--labels", help="ImageNet flat val: LOC_val_solution.csv or 'filename label' lines")
     parser.add_argument("--annotations", help="COCO instances JSON; without it, images only")
@@ -119,7 +121,7 @@ def summary_line(manifest: dict, out: str) -> str:
 def run(args: argparse.Namespace) -> int:
     manifest = shard(args)
     print(summary_line(manifest, args.out))
-    rejected = os.path.join(args.out, "rejected.jsonl")
+    rejected = args.out.rstrip("/") + "/rejected.jsonl" if storage.is_url(args.out) else os.path.join(args.out, "rejected.jsonl")
     if manifest["num_rejected"]:
         print(f"rejections with reasons: {rejected}")
     return 0
