@@ -170,6 +170,31 @@ def rank_memory_rows() -> list[str]:
     return rows
 
 
+def _mb(value) -> str:
+    return "-" if value is None else f"{value / 1e6:.0f}"
+
+
+def _ratio(value) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def object_storage_rows() -> list[str]:
+    rows = _header("| file | date | git | shards (MB) | warm cache samples/s | local disk samples/s | warm / local | "
+                   "cold fetch MB/s | plain GET MB/s (to memory, to files) | cold / GET (memory, files) | requests a shard | budget MB | peak MB | "
+                   "fetched MB per epoch | machine | command |")
+    for name, r in _lines("*.jsonl"):
+        if r.get("name") == "object-storage":
+            rows.append(f"| {name} | {r['date']} | {(r.get('git') or '-')[:7]} | {r['shards']} ({r['dataset_bytes'] / 1e6:.0f}) | "
+                        f"{r['warm_samples_per_s']:.0f} | {r['local_samples_per_s']:.0f} | {r['warm_over_local']:.3f} | "
+                        f"{r['cold_fetch_bytes_per_s'] / 1e6:.0f} | {r['plain_get_bytes_per_s'] / 1e6:.0f}, "
+                        f"{_mb(r.get('plain_get_to_disk_bytes_per_s'))} | {r['cold_over_plain_get']:.2f}, "
+                        f"{_ratio(r.get('cold_over_plain_get_to_disk'))} | {r['requests_per_shard']:.2f} | {r['budget_bytes'] / 1e6:.1f} | "
+                        f"{r['peak_cache_bytes'] / 1e6:.1f} | "
+                        f"{', '.join(f'{b / 1e6:.1f}' for b in r['fetched_bytes_per_epoch'])} | {_machine(r)} | "
+                        f"`{r['command']}` |")
+    return rows
+
+
 def render() -> str:
     parts = [
         "# Benchmarks",
@@ -244,6 +269,16 @@ def render() -> str:
         "The wait for an epoch's first batch against the other batches: what a boundary costs.",
         "",
         *boundary_rows(),
+        "",
+        "## Datasets in object storage",
+        "",
+        "`python benchmarks/object_storage.py`: shards in a SeaweedFS server on this machine, read through the "
+        "node-local cache. Warm cache against local disk (an epoch's samples/s, alternating); a cold cache's "
+        "fetch of rank 0's part against plain parallel GETs of the same objects (the fetch also checks sha256 "
+        "and writes the disk); HTTP requests per shard fetched; over three epochs with a budget of one part, "
+        "the peak bytes held and the bytes fetched per epoch.",
+        "",
+        *object_storage_rows(),
         "",
         "## One rank's pipeline as the dataset grows",
         "",

@@ -36,13 +36,19 @@ def store(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def remote_shards(store, embedded_shards):
+def bucket(store):
+    import s3fs
+
+    s3fs.S3FileSystem(skip_instance_cache=True).mkdir("vk-data")
+    return "vk-data"
+
+
+@pytest.fixture(scope="module")
+def remote_shards(bucket, embedded_shards):
     """The embedded shards uploaded to s3://vk-data/embedded."""
     import s3fs
 
     fs = s3fs.S3FileSystem(skip_instance_cache=True)
-    if not fs.exists("vk-data"):
-        fs.mkdir("vk-data")
     for path in sorted(Path(embedded_shards).iterdir()):
         fs.put_file(str(path), f"vk-data/embedded/{path.name}")
     return "s3://vk-data/embedded"
@@ -213,7 +219,7 @@ def test_a_full_cache_disk_is_said_in_one_line_and_leaves_no_partial_shard(remot
 
 
 def test_shard_writes_to_a_store_the_bytes_of_a_local_run_and_resumes_a_killed_run(
-        store, embedded_source, tmp_path, monkeypatch, capsys):
+        store, bucket, embedded_source, tmp_path, monkeypatch, capsys):
     """`viewkit shard folder SRC s3://...` killed by SIGKILL after its 3rd shard, run again:
     the store holds the bytes of a local run, and the staging folder is let go."""
     import signal
@@ -227,8 +233,6 @@ def test_shard_writes_to_a_store_the_bytes_of_a_local_run_and_resumes_a_killed_r
 
     monkeypatch.setenv("VIEWKIT_CACHE_DIR", str(tmp_path / "cache"))
     fs = s3fs.S3FileSystem(skip_instance_cache=True)
-    if not fs.exists("vk-data"):
-        fs.mkdir("vk-data")
     url = "s3://vk-data/written"
     args = ["shard", "folder", str(embedded_source["images"]), url, "--shard-samples", "8", "--workers", "1", "--quiet"]
     killed = subprocess.run([sys.executable, "-c", killed_after(3), *args], capture_output=True)
@@ -247,3 +251,25 @@ def test_shard_writes_to_a_store_the_bytes_of_a_local_run_and_resumes_a_killed_r
     assert main(args) == 0 and "(already complete" in capsys.readouterr().out
     assert main([*args[:4], "--shard-samples", "9", "--workers", "1", "--quiet"]) == 2
     assert "s3://vk-data/written holds another dataset (other inputs or options); pass --overwrite" in capsys.readouterr().err
+
+
+def test_the_ray_engine_writes_to_a_store_the_local_engines_bytes(store, bucket, embedded_source, tmp_path, monkeypatch):
+    """Each Ray task uploads the shard it wrote on its node; the driver journals them."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'viewkit[ray]')")
+    import s3fs
+
+    from viewkit.shards import sources
+    from viewkit.shards.writer import ShardOptions, write_dataset
+
+    monkeypatch.setenv("VIEWKIT_CACHE_DIR", str(tmp_path / "cache"))
+    listing = sources.folder_items(embedded_source["images"])
+    options = ShardOptions(shard_samples=8, workers=2)
+    write_dataset(listing, tmp_path / "local", split="train", options=options, progress=False)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")  # workers get this env
+    try:
+        write_dataset(listing, "s3://vk-data/by-ray", split="train", options=options, progress=False, engine="ray")
+    finally:
+        ray.shutdown()
+    fs = s3fs.S3FileSystem(skip_instance_cache=True)
+    remote = {p.rsplit("/", 1)[-1]: fs.cat(p) for p in fs.ls("vk-data/by-ray", refresh=True)}
+    assert remote == {p.name: p.read_bytes() for p in (tmp_path / "local").iterdir()}

@@ -73,7 +73,8 @@ class ShardCache:
         self.url, self.folder, self.limit, self.workers = url, folder, limit, workers
         self.fs = storage.filesystem(url)
         (folder / ".locks").mkdir(parents=True, exist_ok=True)
-        self.fetched = 0  # objects fetched by this process: the tests and benchmarks count them
+        self.fetched = 0  # objects fetched by this process, and their bytes: tests and benchmarks count them
+        self.fetched_bytes = 0
 
     # --- small files: the manifest and the index files -------------------------------------
 
@@ -206,6 +207,7 @@ class ShardCache:
             try:
                 self.fs.get_file(url, str(temporary))
                 self.fetched += 1
+                self.fetched_bytes += temporary.stat().st_size
                 if expect is not None:
                     size, sha256 = expect
                     actual = temporary.stat().st_size

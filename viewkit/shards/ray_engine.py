@@ -109,6 +109,25 @@ def _write(listing, tar_path: str, positions: list[int], first_id: int, options)
     return write_one_shard(listing, Path(tar_path), positions, first_id, prepared)
 
 
+def _write_and_upload(listing, url: str, name: str, positions: list[int], first_id: int, options):
+    """A task writing to object storage: the shard in a temporary folder of its node, then
+    uploaded (tar, index) by the task itself; the driver journals it."""
+    import shutil
+    import tempfile
+
+    from viewkit.shards.store import Store
+
+    folder = Path(tempfile.mkdtemp(prefix="viewkit-ray-shard-"))
+    try:
+        record, rejected = _write(listing, str(folder / name), positions, first_id, options)
+        store = Store(url)
+        for file in (record["tar"], record["index"]):
+            store.put(folder / file, file)
+        return record, rejected
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 class Cutter:
     """Cuts the decided inputs into shards as the local stream closes them, as the verdicts
     arrive in order: shard k is (input start, input end, first sample id)."""
@@ -135,9 +154,11 @@ def write_shards_ray(job, progress: bool, after_shard, address: str | None) -> t
     ray = import_ray()
     started_ray = connect(ray, address, job.options.workers)
     try:
-        check_shared_output(ray, job.out)
+        if job.store is None:
+            check_shared_output(ray, job.out)
         started = time.perf_counter()
         decide, write = ray.remote(num_cpus=1)(verdicts), ray.remote(num_cpus=1)(_write)
+        upload = ray.remote(num_cpus=1)(_write_and_upload)
         first_position = job.position  # reasons[i] is the verdict on input first_position + i
         remaining = job.order[first_position:]
         chunks = [remaining[i:i + _DECIDE_CHUNK] for i in range(0, len(remaining), _DECIDE_CHUNK)]
@@ -154,7 +175,10 @@ def write_shards_ray(job, progress: bool, after_shard, address: str | None) -> t
                     number = len(job.shards) + len(plan)
                     tar = job.out / f"{fmt.shard_name(job.prefix, number)}.tar"
                     inputs, positions = own_inputs(job.listing, job.order[shard[0]:shard[1]])
-                    task = write.remote(inputs, str(tar), positions, shard[2], job.options)
+                    if job.store is None:
+                        task = write.remote(inputs, str(tar), positions, shard[2], job.options)
+                    else:  # the task's node uploads its shard: nodes need not share a folder
+                        task = upload.remote(inputs, job.store.url, tar.name, positions, shard[2], job.options)
                     plan[task] = shard
                 _journal_ready(ray, job, plan, bar, after_shard, wait=False)
             _journal_ready(ray, job, plan, bar, after_shard, wait=True)

@@ -8,8 +8,9 @@ counting as done when its objects are there with the journal's sizes. rejected.j
 then dataset.json go up last: a manifest in the store means the dataset is complete. The
 bytes are a local run's (the same writer makes them).
 
-choice: the Ray engine writes into a folder every node shares (its tasks' output); to a
-store it is refused for now, in one line: each task would upload its own shard.
+With the Ray engine each task writes its shard in a temporary folder of its node and
+uploads it itself; the driver journals the shards in order and uploads the journal, as the
+local engine does. The nodes then share no folder.
 """
 
 from __future__ import annotations
@@ -75,11 +76,14 @@ class Store:
         return self.sizes().get(record["tar"]) == record["bytes"] and record["index"] in self.sizes()
 
     def publish_shard(self, folder: Path, record: dict, journal: Path) -> None:
+        """The shard's files up (unless a Ray task uploaded them), then the journal naming it."""
         for name in (record["tar"], record["index"]):
-            self.put(folder / name, name)
+            if (folder / name).exists():
+                self.put(folder / name, name)
+                (folder / name).unlink()
+            else:
+                self.sizes()[name] = record["bytes"] if name == record["tar"] else 0
         self.put(journal, JOURNAL_NAME)
-        for name in (record["tar"], record["index"]):
-            (folder / name).unlink()
 
 
 def write_to_store(listing, url: str, *, split: str, options, overwrite: bool, progress: bool, after_shard,
@@ -87,9 +91,6 @@ def write_to_store(listing, url: str, *, split: str, options, overwrite: bool, p
     from viewkit.shards.manifest import read_manifest
     from viewkit.shards.writer import _fingerprint, write_dataset
 
-    if engine != "local":
-        raise ValueError(f"{url}: --engine {engine} writes into a folder its nodes share; to object storage only the "
-                         f"local engine writes for now (or shard with Ray into a shared folder and upload it)")
     store, staging = Store(url), staging_folder(url)
     fingerprint = _fingerprint(listing, split, options)
     if overwrite:
@@ -120,7 +121,7 @@ def write_to_store(listing, url: str, *, split: str, options, overwrite: bool, p
         if JOURNAL_NAME in store.sizes():  # the store's journal is the truth: staging may be another machine's
             store.get(JOURNAL_NAME, staging / JOURNAL_NAME)
         manifest = write_dataset(listing, staging, split=split, options=options, progress=progress,
-                                 after_shard=after_shard, store=store)
+                                 after_shard=after_shard, engine=engine, address=address, store=store)
     if not all(store.intact(shard) for shard in manifest["shards"]):
         raise ValueError(f"{url}: shards went missing from the store while the run wrote it; run the command again")
     store.put(staging / fmt.REJECTED_NAME, fmt.REJECTED_NAME)
