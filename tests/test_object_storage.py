@@ -273,3 +273,38 @@ def test_the_ray_engine_writes_to_a_store_the_local_engines_bytes(store, bucket,
     fs = s3fs.S3FileSystem(skip_instance_cache=True)
     remote = {p.rsplit("/", 1)[-1]: fs.cat(p) for p in fs.ls("vk-data/by-ray", refresh=True)}
     assert remote == {p.name: p.read_bytes() for p in (tmp_path / "local").iterdir()}
+
+
+def test_eval_preview_and_saliency_take_a_url(remote_shards, tmp_path, capsys, monkeypatch):
+    from viewkit.tools.cli import main
+
+    monkeypatch.setenv("VIEWKIT_CACHE_DIR", str(tmp_path / "cache"))
+    assert main(["eval", "knn", "--random-init", "--arch", "resnet18", "--train", remote_shards, "--val", remote_shards,
+                 "--resolution", "32", "--device", "cpu", "--threads", "1", "--json", str(tmp_path / "knn.json")]) == 0
+    assert "knn_top1=" in capsys.readouterr().out
+    assert main(["preview", remote_shards, "--recipe", "moco_v2", "--n", "3", "--out", str(tmp_path / "views.png")]) == 0
+    assert (tmp_path / "views.png").stat().st_size > 0
+    assert main(["saliency", remote_shards, "--out", str(tmp_path / "store"), "--random-init", "--arch", "resnet18",
+                 "--resolution", "128", "--min-cells", "2", "--batch-size", "8", "--device", "cpu", "--threads", "1"]) == 0
+    from viewkit.saliency import SaliencyStore
+
+    made = SaliencyStore(tmp_path / "store")
+    assert made.meta["dataset"] == remote_shards and made.meta["num_samples"] == 60 and made.counts().sum() > 0
+
+
+def test_a_cached_shard_changed_on_disk_is_fetched_again_when_checksums_are_verified(remote_shards, embedded_shards,
+                                                                                      tmp_path):
+    first = make(remote_shards, cache_dir=tmp_path / "cache")
+    batches(first)
+    tar = first.shards.cache.folder / "train-000002.tar"
+    data = bytearray(tar.read_bytes())
+    data[3000] ^= 0xFF
+    stat = tar.stat()
+    tar.write_bytes(bytes(data))
+    os.utime(tar, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same size and time: its record still fits
+    trusting = make(remote_shards, cache_dir=tmp_path / "cache")
+    batches(trusting)
+    assert trusting.shards.cache.fetched == 1  # the manifest: the record is trusted
+    checking = make(remote_shards, cache_dir=tmp_path / "cache", verify_checksums=True)
+    assert [ids for ids, _ in batches(checking)] == [ids for ids, _ in batches(make(embedded_shards))]
+    assert checking.shards.cache.fetched == 2 and tar.read_bytes() == (Path(embedded_shards) / tar.name).read_bytes()

@@ -107,9 +107,10 @@ def open_dataset(path: str | os.PathLike, *, verify_checksums: bool = False, par
     hashes the tars (rank `part[0]` of `part[1]` its share), once per process, so that damaged
     bytes never train silently: DALI's decoder turns many damaged JPEGs into garbage pixels
     without an error. A URL (s3://bucket/prefix) is read through a node-local cache
-    (`cache_dir`, `cache_limit`: shard_cache.py), whose fetches check every tar's sha256."""
+    (`cache_dir`, `cache_limit`: shard_cache.py), whose fetches check every tar's sha256;
+    `verify_checksums` then hashes again, once per process, what the cache held before."""
     if storage.is_url(path):
-        return _open_remote(str(path), cache_dir, cache_limit)
+        return _open_remote(str(path), cache_dir, cache_limit, verify_checksums)
     path = Path(path)
     manifest_path = path / fmt.MANIFEST_NAME if path.is_dir() else path
     if manifest_path.name != fmt.MANIFEST_NAME or not manifest_path.exists():
@@ -121,12 +122,12 @@ def open_dataset(path: str | os.PathLike, *, verify_checksums: bool = False, par
     return shards
 
 
-def _open_remote(url: str, cache_dir, cache_limit) -> ShardSet:
+def _open_remote(url: str, cache_dir, cache_limit, verify_checksums: bool) -> ShardSet:
     from viewkit.loaders.shard_cache import ShardCache, dataset_folder, default_limit, parse_bytes
 
     folder = dataset_folder(url, cache_dir)
     limit = parse_bytes(cache_limit) if cache_limit is not None else default_limit(folder)
-    cache = ShardCache(url.rstrip("/"), folder, limit)
+    cache = ShardCache(url.rstrip("/"), folder, limit, rehash=verify_checksums)
     try:
         manifest_path = cache.fetch_manifest()
     except FileNotFoundError as e:

@@ -69,8 +69,11 @@ def default_limit(folder: Path) -> int:
 
 
 class ShardCache:
-    def __init__(self, url: str, folder: Path, limit: int, workers: int = 8):
-        self.url, self.folder, self.limit, self.workers = url, folder, limit, workers
+    def __init__(self, url: str, folder: Path, limit: int, workers: int = 8, rehash: bool = False):
+        """`rehash`: a shard the cache held before this process is hashed again once, before
+        this process uses it (a shard fetched here was checked as it came)."""
+        self.url, self.folder, self.limit, self.workers, self.rehash = url, folder, limit, workers, rehash
+        self._checked_here: set[str] = set()
         self.fs = storage.filesystem(url)
         (folder / ".locks").mkdir(parents=True, exist_ok=True)
         self.fetched = 0  # objects fetched by this process, and their bytes: tests and benchmarks count them
@@ -119,8 +122,12 @@ class ShardCache:
         """The tar checked (fetched first if it is not): returns its lock, held shared."""
         while True:
             with self._lock(shard["tar"], fcntl.LOCK_EX):
+                if self._verified(shard) and self.rehash and shard["tar"] not in self._checked_here \
+                        and fmt.sha256_file(self.folder / shard["tar"]) != shard["sha256"]:
+                    self._record(shard["tar"]).unlink()  # changed on this disk since it was checked
                 if not self._verified(shard):
                     self._fetch_tar(shard)
+                self._checked_here.add(shard["tar"])
             handle = self._open_lock(shard["tar"])
             fcntl.flock(handle, fcntl.LOCK_SH)
             if self._verified(shard):  # not evicted between the two locks

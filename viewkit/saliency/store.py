@@ -47,7 +47,7 @@ class SaliencyStore:
             shutil.rmtree(folder)  # left by a crash before its swap
         folder.mkdir(parents=True)
         meta = {"version": version, "num_samples": n, "max_regions": k, "source": source, "epoch": epoch,
-                "checkpoint": checkpoint, "dataset": str(shards.root) if shards else None,
+                "checkpoint": checkpoint, "dataset": shards.name if shards else None,
                 "dataset_fingerprint": shards.manifest["fingerprint"] if shards else None}
         try:
             with writing(folder):

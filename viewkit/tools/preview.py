@@ -38,18 +38,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "they fall back to random crops")
 
 
-def source_images(root: Path, manifest: dict, ids: list[int]) -> dict[int, Image.Image]:
-    """The stored images of these sample ids, found through the shards' indices."""
+def source_images(shards, ids: list[int]) -> dict[int, Image.Image]:
+    """The stored images of these sample ids, found through the shards' indices (the tars
+    that hold them fetched first, for a dataset in object storage)."""
     wanted = {fmt.sample_key(i): i for i in ids}
-    found = {}
-    for shard in manifest["shards"]:
-        for sample in fmt.parse_index(root / shard["index"]):
+    places = []
+    for shard in shards.manifest["shards"]:
+        for sample in fmt.parse_index(shards.root / shard["index"]):
             ext, offset, size, name = sample[0]
-            key = name.split(".", 1)[0]
-            if key in wanted and ext == fmt.IMAGE:
-                with open(root / shard["tar"], "rb") as f:
-                    f.seek(offset)
-                    found[wanted[key]] = Image.open(io.BytesIO(f.read(size))).convert("RGB")
+            if name.split(".", 1)[0] in wanted and ext == fmt.IMAGE:
+                places.append((str(shards.root / shard["tar"]), offset, size, wanted[name.split(".", 1)[0]]))
+    found = {}
+    with shards.holding(sorted({tar for tar, *_ in places})):
+        for tar, offset, size, sample_id in places:
+            with open(tar, "rb") as f:
+                f.seek(offset)
+                found[sample_id] = Image.open(io.BytesIO(f.read(size))).convert("RGB")
     return found
 
 
@@ -147,7 +151,7 @@ def contact_sheet(shards: str, recipe_name: str, n: int, augment: bool, seed: in
                         rank=0, world_size=1, build_ahead=False, side_data=side_data)  # one batch: no next epoch
     batch = next(iter(loader))
     ids = batch["id"].tolist()
-    sources = source_images(loader.shards.root, loader.shards.manifest, ids)
+    sources = source_images(loader.shards, ids)
     rows = [legend(recipe)] + [sample_row(batch, row, sources[i], recipe) for row, i in enumerate(ids)]
     sheet = Image.new("RGB", (max(r.width for r in rows), sum(r.height + 4 for r in rows)), (0, 0, 0))
     y = 0
