@@ -159,13 +159,15 @@ def test_missing_bucket_missing_dataset_wrong_credentials_and_unknown_scheme_eac
         make(remote_shards, cache_dir=tmp_path)
 
 
+@pytest.mark.parametrize("fault", ["stopped", "stalled"])
 def test_a_store_that_stops_or_stalls_ends_in_one_error_naming_the_shard_and_endpoint(
-        remote_shards, tmp_path, monkeypatch):
+        fault, remote_shards, tmp_path, monkeypatch):
     loader = make(remote_shards, cache_dir=tmp_path / "cache")  # manifest and indices fetched
     stalled = socket.socket()
     stalled.bind(("127.0.0.1", 0))
-    stalled.listen(16)  # accepts connections and never answers
-    endpoint = f"http://127.0.0.1:{stalled.getsockname()[1]}"
+    if fault == "stalled":
+        stalled.listen(16)  # accepts connections and never answers
+    endpoint = f"http://127.0.0.1:{stalled.getsockname()[1]}"  # stopped: bound, not listening: refused
     monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
     monkeypatch.setenv("VIEWKIT_STORE_TRIES", "2")
     monkeypatch.setenv("VIEWKIT_STORE_READ_TIMEOUT", "1")
