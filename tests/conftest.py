@@ -26,17 +26,24 @@ def shared(name: str) -> Path:
     return path
 
 
+def make_embedded_source(folder: Path) -> dict:
+    return write_embedded_dataset(folder, num_images=60, seed=0)
+
+
+def make_embedded_shards(source: dict, out: Path) -> Path:
+    write_dataset(sources.folder_items(source["images"]), out, split="train",
+                  options=ShardOptions(shard_samples=16, workers=1), progress=False)
+    return out
+
+
 @pytest.fixture(scope="session")
 def embedded_source(tmp_path_factory) -> dict:
-    return write_embedded_dataset(tmp_path_factory.mktemp("embedded"), num_images=60, seed=0)
+    return make_embedded_source(tmp_path_factory.mktemp("embedded"))
 
 
 @pytest.fixture(scope="session")
 def embedded_shards(embedded_source, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("embedded-shards")
-    write_dataset(sources.folder_items(embedded_source["images"]), out, split="train",
-                  options=ShardOptions(shard_samples=16, workers=1), progress=False)
-    return out
+    return make_embedded_shards(embedded_source, tmp_path_factory.mktemp("embedded-shards"))
 
 
 def write_imagenet_tree(root: Path, classes: int = 200) -> Path:
