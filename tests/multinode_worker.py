@@ -34,7 +34,7 @@ def main() -> None:
     run = start_run(config, shards, run_dir)
     seen, digests = {}, []
     for epoch in range(config.epochs):
-        run.method.on_epoch_start(epoch, run)
+        run.method.on_epoch_start(run.epoch_start(epoch))
         run.loader.set_epoch(epoch)
 
         def recording(batches):

@@ -18,7 +18,7 @@ def train_steps(config, data, out, steps: int, resume: bool = False, batches=Non
         last = {}
         try:
             for epoch in range(run.start_epoch, config.epochs):
-                run.method.on_epoch_start(epoch, run)
+                run.method.on_epoch_start(run.epoch_start(epoch))
                 run.loader.set_epoch(epoch)
                 source = run.loader if batches is None else batches(run)
                 last = train_one_epoch(run, epoch, islice(source, steps - run.step), progress=False) or last

@@ -126,7 +126,7 @@ def test_every_option_shows_its_default_and_recipe_names_the_presets():
                 assert all(name in action.help for name in PRESETS), command
 
 
-@pytest.mark.parametrize("argv", [["shard", "folder", "SRC", "s3://bucket/set"], ["saliency", "S", "--out", "s3://b/store"],
+@pytest.mark.parametrize("argv", [["saliency", "S", "--out", "s3://b/store"],
                                   ["train", "cpu/byol", "--data", "D", "--out", "s3://b/run"],
                                   ["preview", "S", "--out", "gs://b/views.png"]])
 def test_a_url_to_write_to_is_refused_in_one_line_and_no_local_folder_named_like_it_appears(argv, tmp_path, monkeypatch,
@@ -138,7 +138,7 @@ def test_a_url_to_write_to_is_refused_in_one_line_and_no_local_folder_named_like
     assert list(tmp_path.iterdir()) == []  # no folder "s3:" or "gs:"
 
 
-def test_the_library_refuses_urls_to_write_to_and_unknown_schemes(tmp_path):
+def test_the_library_refuses_unknown_schemes_and_says_when_credentials_are_missing(tmp_path, monkeypatch):
     from viewkit import ViewLoader
     from viewkit.shards import sources
     from viewkit.shards.writer import ShardOptions, write_dataset
@@ -146,8 +146,14 @@ def test_the_library_refuses_urls_to_write_to_and_unknown_schemes(tmp_path):
     with pytest.raises(ValueError, match=r"nope://b/x: unknown scheme nope://; viewkit reads local folders and object "
                                          r"storage through fsspec"):
         ViewLoader("nope://b/x", "logo", 8, device="cpu", cache_dir=tmp_path / "cache")
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     (tmp_path / "src").mkdir()
-    with pytest.raises(ValueError, match="given as the output folder"):
+    (tmp_path / "src" / "a.png").write_bytes(b"")
+    with pytest.raises(PermissionError, match=r"s3://b/out: no credentials for AWS S3 \(set AWS_ACCESS_KEY_ID"):
         write_dataset(sources.folder_items(tmp_path / "src"), "s3://b/out", split="train", options=ShardOptions())
 
 

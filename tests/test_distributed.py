@@ -51,9 +51,8 @@ def test_sgcl_refreshes_saliency_on_every_rank_while_training(embedded_shards, t
 
     config = tmp_path / "sgcl.yaml"
     config.write_text("method: sgcl\narch: resnet18\nepochs: 2\nbatch_size: 20\ndevice: cpu\nprecision: fp32\n"
-                      "method_options: {hidden: 64, dim: 32, queue: 64}\n"
-                      "recipe_overrides: {saliency_size: 32, saliency_pairs: 2}\nthreads: 1\nlog_every: 1\n"
-                      "saliency_interval: 1\nsaliency_resolution: 128\n")
+                      "method_options: {hidden: 64, dim: 32, queue: 64, saliency_interval: 1, saliency_resolution: 128}\n"
+                      "recipe_overrides: {saliency_size: 32, saliency_pairs: 2}\nthreads: 1\nlog_every: 1\n")
     result = torchrun(2, "-m", "viewkit.tools.cli", "train", str(config), "--data", str(embedded_shards), "--out",
                       str(tmp_path / "run"), "--quiet")
     assert result.returncode == 0, result.stderr[-3000:]

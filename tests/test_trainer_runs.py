@@ -228,6 +228,28 @@ def test_resume_reads_method_options_a_run_predates_as_their_defaults():
     conflicts = resume_conflicts(older, other_base)
     assert len(conflicts) == 1 and conflicts[0].startswith("method_options: ") and "'simclr'" in conflicts[0]
 
+def test_sgcl_saliency_keys_are_its_own_options_and_older_runs_still_resume(tmp_path):
+    """saliency_interval and saliency_resolution are sgcl's method options: the old top-level
+    spelling is answered with the new one, and a run saved with it resumes under the new."""
+    from dataclasses import asdict
+
+    from viewkit.trainer.config import resume_conflicts
+
+    (tmp_path / "old.yaml").write_text("method: sgcl\nsaliency_interval: 5\n")
+    with pytest.raises(ValueError, match="unknown config key 'saliency_interval' \\(it is now "
+                                         "method_options.saliency_interval \\(sgcl's own option\\)\\)"):
+        load_config(str(tmp_path / "old.yaml"), [])
+    with pytest.raises(ValueError, match="unknown key 'saliency_resolution' \\(it is now method_options"):
+        load_config("sgcl", ["saliency_resolution=320"])
+    older = asdict(small_config("sgcl")) | {"saliency_interval": 5, "saliency_resolution": 160}
+    newer = small_config("sgcl", method_options=SMALL_OPTIONS["sgcl"] | {"saliency_interval": 5,
+                                                                         "saliency_resolution": 160})
+    assert resume_conflicts(older, newer) == []
+    assert resume_conflicts(older, small_config("sgcl"))  # the run refreshed every 5 epochs: not silently 0
+    with pytest.raises(ValueError, match="method_options.saliency_interval: byol has no such option"):
+        small_config("byol", method_options=SMALL_OPTIONS["byol"] | {"saliency_interval": 5})
+
+
 def test_threads_bound_torch_in_cpu_training_and_evaluation_and_are_given_back(embedded_shards, tmp_path, monkeypatch):
     import viewkit.trainer.engine as engine
 
@@ -488,7 +510,8 @@ def test_sgcl_refreshes_its_saliency_store_while_training(embedded_shards, tmp_p
     from viewkit.saliency import SaliencyStore
     from viewkit.trainer import checkpoint as ckpt
 
-    config = small_config("sgcl", epochs=2, saliency_interval=1, saliency_resolution=64)
+    config = small_config("sgcl", epochs=2, method_options=SMALL_OPTIONS["sgcl"] | {"saliency_interval": 1,
+                                                                                 "saliency_resolution": 64})
     train(config, embedded_shards, tmp_path / "run", progress=False)
     store = SaliencyStore(tmp_path / "run" / "saliency-store")
     assert store.meta["epoch"] == 1 and store.meta["source"] == "ncut" and store.meta["num_samples"] == 60

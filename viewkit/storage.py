@@ -91,6 +91,8 @@ def _transient(error: Exception) -> bool:
         return False
     if isinstance(error, OSError) and error.errno == 28:  # the local disk is full: no try will help
         return False
+    if type(error).__name__ in ("NoCredentialsError", "PartialCredentialsError"):
+        return False
     code = _code(error)
     return code is None or code in ("InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "500",
                                     "502", "503", "504")
@@ -117,6 +119,9 @@ def explain(error: Exception, url: str, what: str) -> Exception:
                           f"the one the manifest names: shard again, or restore it in the store")
     if code == "NoSuchBucket" or "NoSuchBucket" in text or "bucket does not exist" in text.lower():
         return FileNotFoundError(f"{url}: the bucket {bucket!r} does not exist at {where} (reading {what})")
+    if "NoCredentialsError" in text or "Unable to locate credentials" in text:
+        return PermissionError(f"{url}: no credentials for {where} (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+                               f"or AWS_PROFILE) reading {what}")
     if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403", "ExpiredToken") \
             or isinstance(error, PermissionError):
         return PermissionError(f"{url}: {where} refused the credentials ({code or type(error).__name__}; "

@@ -87,12 +87,12 @@ class Store:
 
 
 def write_to_store(listing, url: str, *, split: str, options, overwrite: bool, progress: bool, after_shard,
-                   engine: str, address: str | None) -> dict:
+                   engine: str, address: str | None, fingerprint: str, write_dataset) -> dict:
+    """`write_dataset` (the writer's, passed in: the writer calls this) into a staging
+    folder, each shard uploaded as it is journaled."""
     from viewkit.shards.manifest import read_manifest
-    from viewkit.shards.writer import _fingerprint, write_dataset
 
     store, staging = Store(url), staging_folder(url)
-    fingerprint = _fingerprint(listing, split, options)
     if overwrite:
         for name in list(store.sizes()):
             if name in (fmt.MANIFEST_NAME, fmt.REJECTED_NAME, JOURNAL_NAME) or _is_shard_file(name, split):

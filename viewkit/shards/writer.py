@@ -134,7 +134,8 @@ def write_dataset(listing: SourceListing, out: str | os.PathLike, *, split: str,
         from viewkit.shards.store import write_to_store
 
         return write_to_store(listing, str(out), split=split, options=options, overwrite=overwrite, progress=progress,
-                              after_shard=after_shard, engine=engine, address=address)
+                              after_shard=after_shard, engine=engine, address=address,
+                              fingerprint=_fingerprint(listing, split, options), write_dataset=write_dataset)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with writer_lock(out):

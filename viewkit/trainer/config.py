@@ -60,8 +60,6 @@ class TrainConfig:
     knn_train: str | None = None  # labelled shards for the kNN monitor
     knn_val: str | None = None
     knn_resolution: int = 224
-    saliency_interval: int = 0  # epochs between saliency refreshes (SGCL: 100 of 800); 0: never
-    saliency_resolution: int = 640  # original view size for the refresh (SGCL: 640)
 
     def __post_init__(self):
         from viewkit.trainer.methods import METHODS
@@ -78,8 +76,6 @@ class TrainConfig:
             raise ValueError("checkpoint_every and log_every must be positive, checkpoint_every_steps >= 0 (0: off)")
         if self.knn_every and not (self.knn_train and self.knn_val):
             raise ValueError("knn_every needs knn_train and knn_val shards")
-        if self.saliency_interval and self.method != "sgcl":
-            raise ValueError(f"saliency_interval: only sgcl refreshes saliency regions, not {self.method}")
         _check_method_options(self.method, self.method_options)
         unknown = set(self.loader_options) - set(LOADER_OPTIONS)
         if unknown:  # shuffle, augment and threads belong to the trainer and its own keys
@@ -127,7 +123,10 @@ def resume_conflicts(saved: dict, config: TrainConfig) -> list[str]:
 
     defaults = dataclasses.asdict(TrainConfig())
     given = dataclasses.asdict(config)
+    moved = {key: saved[key] for key in MOVED if key in saved}  # a run saved before they moved
     saved = {key: saved.get(key, defaults[key]) for key in given}
+    if moved and saved["method"] == "sgcl":
+        saved["method_options"] = moved | saved["method_options"]
     option_defaults = METHODS[config.method].defaults if config.method in METHODS else {}
     if saved["method"] == config.method:
         saved["method_options"] = option_defaults | saved["method_options"]
@@ -150,6 +149,15 @@ def _yaml_problem(error: yaml.YAMLError) -> str:
     if "could not determine a constructor" in problem:
         problem = f"{problem.split('tag ', 1)[-1]} is a Python-object tag, which configs do not load"
     return f"{problem}, line {mark.line + 1}" if mark is not None else problem
+
+
+# Keys that left TrainConfig for a method's own options (the method's file documents them).
+MOVED = {"saliency_interval": "method_options.saliency_interval (sgcl's own option)",
+         "saliency_resolution": "method_options.saliency_resolution (sgcl's own option)"}
+
+
+def _moved(key: str) -> str:
+    return f" (it is now {MOVED[key]})" if key in MOVED else ""
 
 
 def did_you_mean(word: str, choices) -> str:
@@ -233,7 +241,7 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     for key in data:
         if key not in names:
-            raise ValueError(f"{path}: unknown config key {key!r}{did_you_mean(key, names)}")
+            raise ValueError(f"{path}: unknown config key {key!r}{_moved(key) or did_you_mean(key, names)}")
     _check_types(data, str(path))
     for override in overrides:
         key, sep, value = override.partition("=")
@@ -241,7 +249,7 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
             raise ValueError(f"override {override!r}: expected key=value")
         head, _, sub = key.partition(".")
         if head not in names:
-            raise ValueError(f"override {override!r}: unknown key {head!r}{did_you_mean(head, names)}")
+            raise ValueError(f"override {override!r}: unknown key {head!r}{_moved(head) or did_you_mean(head, names)}")
         if sub:
             data.setdefault(head, {})[sub] = _parse(value, f"override {override!r}")
         else:

@@ -39,7 +39,7 @@ def train(config: TrainConfig, data: str, out: str | Path, resume: bool = False,
         last = {}
         try:
             for epoch in range(run.start_epoch, config.epochs):
-                run.method.on_epoch_start(epoch, run)
+                run.method.on_epoch_start(run.epoch_start(epoch))
                 run.loader.set_epoch(epoch)
                 last = train_one_epoch(run, epoch, run.loader, progress) or last
                 last |= end_of_epoch(run, epoch)

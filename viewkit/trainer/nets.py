@@ -82,6 +82,20 @@ def frozen_copy(module: nn.Module) -> nn.Module:
 
 
 @torch.no_grad()
+def follow_byol_targets(method: nn.Module, step: int, total_steps: int) -> float:
+    """The BYOL family's target (backbone and projector) one step nearer the online networks,
+    its momentum from `base_momentum` to 1 on a cosine over the run; returns the momentum
+    (SCD's semantic head follows with it). The MoCo family's constant-momentum copy is
+    `MomentumEncoder.update` (methods/moco.py), on the same `ema_update`."""
+    from viewkit.trainer.schedules import ema_momentum
+
+    momentum = ema_momentum(step, total_steps, method.base_momentum)
+    ema_update(method.target_backbone, method.backbone, momentum)
+    ema_update(method.target_projector, method.projector, momentum)
+    return momentum
+
+
+@torch.no_grad()
 def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
     """target = momentum * target + (1 - momentum) * online; buffers (BN statistics) copied."""
     for t, o in zip(target.parameters(), online.parameters()):

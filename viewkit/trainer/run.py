@@ -4,7 +4,6 @@ state a resumed run continues from. The engine (engine.py) only steps it."""
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -20,7 +19,7 @@ from viewkit.trainer import checkpoint as ckpt
 from viewkit.trainer.config import TrainConfig, resume_conflicts
 from viewkit.trainer.devices import setup_distributed
 from viewkit.trainer.methods import build_method
-from viewkit.trainer.methods.base import Method
+from viewkit.trainer.methods.base import EpochStart, Method
 from viewkit.trainer.metrics import MetricsLog
 from viewkit.trainer.optimizers import make_optimizer
 from viewkit.views import recipes
@@ -65,6 +64,11 @@ class Run:
     def continues_epoch(self, epoch: int) -> bool:
         """True for the epoch a mid-epoch checkpoint resumes into: its start-of-epoch work is done."""
         return epoch == self.start_epoch and self.resumed_mid_epoch
+
+    def epoch_start(self, epoch: int) -> EpochStart:
+        """What the method's on_epoch_start sees of the run."""
+        return EpochStart(epoch, epoch == self.start_epoch, self.continues_epoch(epoch), self.data, self.out, self.rank,
+                          self.world, self.config.device, self.config.threads, self.loader.set_side_data)
 
     def close(self) -> None:
         if self.log is not None:
@@ -215,9 +219,8 @@ def loader_states(run: Run) -> list[dict]:
 
 def training_state(run: Run, epoch: int, finished_epoch: bool, loaders: list[dict]) -> dict:
     """Everything `--resume` needs, plus what evaluation reads (arch, backbone)."""
-    store = run.out / "saliency-store"
     return {"config": dataclasses.asdict(run.config), "model": run.method.state_dict(),
             "optimizer": run.optimizer.state_dict(), "epoch": epoch + 1 if finished_epoch else epoch,
             "step": run.step, "loader": loaders, "rng": ckpt.rng_state(), "arch": run.config.arch,
-            "backbone": run.method.backbone.torchvision_state(), "git": ckpt.git_revision(),
-            "saliency_store": json.loads((store / "meta.json").read_text()) if (store / "meta.json").exists() else None}
+            "backbone": run.method.backbone.torchvision_state(), "git": ckpt.git_revision()} \
+        | run.method.checkpoint_extras(run.out)

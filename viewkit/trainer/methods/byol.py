@@ -10,8 +10,7 @@ import torch
 
 from viewkit.trainer.methods.base import Method
 from viewkit.trainer.methods.losses import byol_loss
-from viewkit.trainer.nets import build_backbone, ema_update, frozen_copy, mlp
-from viewkit.trainer.schedules import ema_momentum
+from viewkit.trainer.nets import build_backbone, follow_byol_targets, frozen_copy, mlp
 
 DEFAULTS = {"dim": 256, "hidden": 4096, "base_momentum": 0.99, "symmetric": True}
 
@@ -41,6 +40,4 @@ class BYOL(Method):
 
     @torch.no_grad()
     def after_step(self, step: int, total_steps: int) -> None:
-        momentum = ema_momentum(step, total_steps, self.base_momentum)
-        ema_update(self.target_backbone, self.backbone, momentum)
-        ema_update(self.target_projector, self.projector, momentum)
+        follow_byol_targets(self, step, total_steps)

@@ -27,8 +27,7 @@ from viewkit.trainer.methods.base import Method
 from viewkit.trainer.methods.losses import byol_loss, info_nce
 from viewkit.trainer.methods.moco import MomentumEncoder
 from viewkit.trainer.methods.queue import KeyQueue
-from viewkit.trainer.nets import Backbone, build_backbone, ema_update, frozen_copy, mlp
-from viewkit.trainer.schedules import ema_momentum
+from viewkit.trainer.nets import Backbone, build_backbone, ema_update, follow_byol_targets, frozen_copy, mlp
 
 MOCO_DEFAULTS = {"dim": 128, "hidden": 2048, "queue": 65536, "momentum": 0.999, "temperature": 0.2,
                  "alpha": 1.0, "weight": 0.5, "saliency_hidden": 2048}
@@ -168,7 +167,4 @@ class SCDBYOL(Method):
 
     @torch.no_grad()
     def after_step(self, step: int, total_steps: int) -> None:
-        momentum = ema_momentum(step, total_steps, self.base_momentum)
-        ema_update(self.target_backbone, self.backbone, momentum)
-        ema_update(self.target_projector, self.projector, momentum)
-        self.semantic.update(momentum)
+        self.semantic.update(follow_byol_targets(self, step, total_steps))

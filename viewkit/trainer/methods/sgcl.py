@@ -6,8 +6,9 @@ regions drawn by saliency score P (viewkit's `saliency` views: crops B'_i, B''_i
               B'_i in a memory queue of target projections: P_i^gamma * (2 - 2 cos(p, n))
     L = L_intra + L_inter
 
-Target EMA 0.99 -> 1. Regions come from the SaliencyStore the trainer refreshes every
-`saliency_interval` epochs (random crops before the first refresh).
+Target EMA 0.99 -> 1. Regions come from the SaliencyStore refreshed every
+`saliency_interval` epochs (0: never; the paper's 100 of 800) by Ncut on the model's own
+features at `saliency_resolution` px (640), random crops before the first refresh.
 
 Region scores P follow Eq. 5 on S = Y, the Ncut partition vector itself (viewkit/saliency);
 the store keeps each image's 8 strongest regions (the paper keeps all: choice, a fixed
@@ -32,6 +33,8 @@ BYOL's `base_momentum` and SimCLR's `temperature` are accepted and unused by the
 
 from __future__ import annotations
 
+import json
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -39,19 +42,25 @@ from torch import nn
 from viewkit.trainer.methods.base import Method
 from viewkit.trainer.methods.losses import byol_loss, nt_xent
 from viewkit.trainer.methods.queue import gather_from_ranks, ring_write
-from viewkit.trainer.nets import build_backbone, ema_update, frozen_copy, mlp
-from viewkit.trainer.schedules import ema_momentum
+from viewkit.trainer.nets import build_backbone, follow_byol_targets, frozen_copy, mlp
 
 DEFAULTS = {"dim": 256, "hidden": 4096, "base_momentum": 0.99, "gamma": 0.5, "neighbours": 5, "queue": 65536,
-            "base": "byol", "temperature": 0.1}
+            "base": "byol", "temperature": 0.1, "saliency_interval": 0, "saliency_resolution": 640}
 
 
-def build(arch, dim, hidden, base_momentum, gamma, neighbours, queue, base, temperature):
+def build(arch, dim, hidden, base_momentum, gamma, neighbours, queue, base, temperature, saliency_interval,
+          saliency_resolution):
+    if saliency_interval < 0 or saliency_resolution < 32:
+        raise ValueError(f"sgcl: saliency_interval {saliency_interval} >= 0 (0: never) and saliency_resolution "
+                         f"{saliency_resolution} >= 32 px")
     if base == "byol":
-        return SGCL(arch, dim, hidden, base_momentum, gamma, neighbours, queue)
-    if base == "simclr":
-        return SGCLSimCLR(arch, dim, hidden, gamma, neighbours, queue, temperature)
-    raise ValueError(f"sgcl base {base!r}: 'byol' (the paper's) or 'simclr' (its extension)")
+        method = SGCL(arch, dim, hidden, base_momentum, gamma, neighbours, queue)
+    elif base == "simclr":
+        method = SGCLSimCLR(arch, dim, hidden, gamma, neighbours, queue, temperature)
+    else:
+        raise ValueError(f"sgcl base {base!r}: 'byol' (the paper's) or 'simclr' (its extension)")
+    method.saliency_interval, method.saliency_resolution = saliency_interval, saliency_resolution
+    return method
 
 
 def add_memory(model: nn.Module, size: int, dim: int) -> None:
@@ -80,19 +89,26 @@ class SaliencyGuided(Method):
     """SGCL's step 1 between epochs: every `saliency_interval` epochs the regions are found
     again by Ncut on the features of the backbone being trained, and the loader reads them."""
 
-    def on_epoch_start(self, epoch: int, run) -> None:
+    saliency_interval, saliency_resolution = 0, 640  # set by `build` from the options
+
+    def on_epoch_start(self, start) -> None:
         from viewkit.saliency.store import SaliencyStore
 
-        interval, store = run.config.saliency_interval, run.out / "saliency-store"
-        refresh = bool(interval and epoch and epoch % interval == 0 and not run.continues_epoch(epoch))
+        interval, store = self.saliency_interval, start.out / "saliency-store"
+        refresh = bool(interval and start.epoch and start.epoch % interval == 0 and not start.continues)
         if refresh:
-            refresh_saliency(self, run, epoch)
+            refresh_saliency(self, start)
         # a resumed run reads the regions it trained with
-        if (refresh or epoch == run.start_epoch) and (store / "meta.json").exists():
-            run.loader.set_side_data(SaliencyStore(store).table())
+        if (refresh or start.first) and (store / "meta.json").exists():
+            start.set_side_data(SaliencyStore(store).table())
+
+    def checkpoint_extras(self, out) -> dict:
+        """The saliency store's meta.json beside the weights: which regions the run trained on."""
+        meta = out / "saliency-store" / "meta.json"
+        return {"saliency_store": json.loads(meta.read_text()) if meta.exists() else None}
 
 
-def refresh_saliency(method: Method, run, epoch: int) -> None:
+def refresh_saliency(method: Method, start) -> None:
     """Regions by Ncut on the model's features, each rank computing its share of the samples
     (SGCL computes its maps on all GPUs); rank 0 gathers them and writes the store
     atomically, the other ranks wait, then read it."""
@@ -100,16 +116,15 @@ def refresh_saliency(method: Method, run, epoch: int) -> None:
     from viewkit.saliency.sources import ncut_regions
     from viewkit.saliency.store import SaliencyStore
 
-    config = run.config
-    boxes, scores, counts = ncut_regions(run.data, method.backbone.trunk, resolution=config.saliency_resolution,
-                                         device=config.device, progress=False, threads=config.threads,
-                                         rank=run.rank, world_size=run.world)
+    boxes, scores, counts = ncut_regions(start.data, method.backbone.trunk, resolution=method.saliency_resolution,
+                                         device=start.device, progress=False, threads=start.threads,
+                                         rank=start.rank, world_size=start.world)
     method.backbone.train()
-    if run.is_main:
-        SaliencyStore(run.out / "saliency-store").write(boxes, scores, counts, source="ncut", epoch=epoch,
-                                                         shards=open_dataset(run.data))
-        print(f"epoch {epoch}: saliency refreshed, {int((counts > 0).sum())} of {len(counts)} images with regions")
-    if run.world > 1:
+    if start.rank == 0:
+        SaliencyStore(start.out / "saliency-store").write(boxes, scores, counts, source="ncut", epoch=start.epoch,
+                                                           shards=open_dataset(start.data))
+        print(f"epoch {start.epoch}: saliency refreshed, {int((counts > 0).sum())} of {len(counts)} images with regions")
+    if start.world > 1:
         torch.distributed.barrier()
 
 
@@ -156,9 +171,7 @@ class SGCL(SaliencyGuided):
 
     @torch.no_grad()
     def after_step(self, step: int, total_steps: int) -> None:
-        momentum = ema_momentum(step, total_steps, self.base_momentum)
-        ema_update(self.target_backbone, self.backbone, momentum)
-        ema_update(self.target_projector, self.projector, momentum)
+        follow_byol_targets(self, step, total_steps)
 
 
 class SGCLSimCLR(SaliencyGuided):
