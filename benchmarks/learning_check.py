@@ -159,9 +159,12 @@ def _cell(values: list[float]) -> str:
 
 
 def render(lines: list[dict]) -> str:
+    """The page from the lines; lines marked `superseded` (runs of code or configs replaced
+    since) stay in the file and leave the page, counted in one sentence."""
     bases: dict[tuple, list[dict]] = {}
     groups: dict[tuple, list[dict]] = {}
-    for r in lines:
+    hidden = [r for r in lines if r.get("superseded")]
+    for r in (r for r in lines if not r.get("superseded")):
         if r["kind"] == "random-init":
             bases.setdefault((r["arch"], r["resolution"], r["device"]), []).append(r)
         elif r["kind"] == "trained":
@@ -184,6 +187,8 @@ def render(lines: list[dict]) -> str:
         "Minutes are upper bounds: runs shared the 2-core machine with others; `≈` marks runs resumed after a "
         "session's end, whose minutes add up the parts.",
         "Rows transcribed from the page's earlier prose keep their option text in `settings` and a date range.",
+        f"{len(hidden)} runs of code or configs replaced since are left out; their lines stay in the file, each "
+        "with `superseded` saying what replaced it.",
         "",
         "```bash",
         "python benchmarks/learning_check.py --shards SHARDS --runs RUNS --methods METHOD --seeds 0 1 "

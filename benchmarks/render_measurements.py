@@ -20,9 +20,11 @@ PAGE = ROOT / "docs" / "benchmarks.md"
 
 
 def _lines(pattern: str) -> list[tuple[str, dict]]:
+    """(file name, record) of every line, but those marked `superseded` (they stay in the file)."""
     found = []
     for path in sorted(MEASUREMENTS.glob(pattern)):
-        found += [(path.name, json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
+        found += [(path.name, record) for record in (json.loads(line) for line in path.read_text().splitlines()
+                                                      if line.strip()) if not record.get("superseded")]
     return found
 
 

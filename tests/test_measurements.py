@@ -35,3 +35,14 @@ def test_a_method_passes_by_the_bar_and_two_standard_errors():
     assert not learning.verdict([0.30, 0.31], baseline)[1]  # a lead of 0.035: under the bar
     # one run: the binomial error on 500 images, sqrt(0.31 x 0.69 / 500) = 0.021, so 2 SE = 0.043
     assert not learning.verdict([0.31], baseline)[1] and learning.verdict([0.34], baseline)[1]
+
+
+def test_superseded_runs_leave_the_page_and_stay_in_the_file():
+    learning = load("learning_check")
+    base = {"kind": "random-init", "arch": "r18", "resolution": 64, "device": "cpu", "seed": 0, "knn": 0.2, "linear": 0.2}
+    run = {"kind": "trained", "arch": "r18", "resolution": 64, "device": "cpu", "seed": 0, "knn": 0.4, "linear": 0.4,
+           "schedule": "short64", "epochs": 10, "minutes": 5, "settings": ""}
+    page = learning.render([base, run | {"method": "byol"}, run | {"method": "old_byol", "superseded": "replaced"}])
+    assert "| byol |" in page and "old_byol" not in page and "1 runs of code or configs replaced since" in page
+    marked = [r for r in learning.records() if r.get("superseded")]
+    assert marked and all(r["settings"] for r in marked)  # each says in its settings what it was
