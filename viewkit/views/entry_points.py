@@ -23,7 +23,7 @@ from nvidia.dali.plugin.numba import address_as_void_pointer
 
 from viewkit.views import kernels
 from viewkit.views.compiled import entry_point, kernel
-from viewkit.views.plan import TABLE_WIDTH
+from viewkit.views.rows import TABLE_WIDTH
 
 _RUN = nt.void(nt.uint64, nt.uint64, nt.uint64, nt.int32, nt.uint64, nt.uint64, nt.uint64, nt.int32)
 _SETUP = nt.void(nt.uint64, nt.uint64, nt.int32, nt.uint64, nt.uint64, nt.int32, nt.int32)

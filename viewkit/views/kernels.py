@@ -22,7 +22,14 @@ import numpy as np
 
 from viewkit.views import draws
 from viewkit.views.compiled import kernel
-from viewkit.views.plan import CROP, FIXED, IMAGE_SIZE, PAIR, SALIENCY, SWAP, WHOLE
+from viewkit.views.plan import FIXED
+from viewkit.views.rows import (AUGMENT_FIRST, BLUR_P, BLUR_SIGMA_MAX, BLUR_SIGMA_MIN, BRIGHTNESS, CONTRAST, CROP,
+                                CROP_FLIP_P, CROP_LOG_RATIO_MAX, CROP_LOG_RATIO_MIN, CROP_SCALE_MAX, CROP_SCALE_MIN,
+                                GREY_P, HUE, IMAGE_SIZE, JITTER_P, KIND, PAIR, PAIR_CROP, SAL_FALLBACK_MAX,
+                                SAL_FALLBACK_MIN, SAL_FLIP_P, SAL_LOG_RATIO_MAX, SAL_LOG_RATIO_MIN, SAL_SCALE_MAX,
+                                SAL_SCALE_MIN, SALIENCY, SATURATION, SOLARIZE_P, STREAM, SWAP, SWAP_CELLS, SWAP_COUNT,
+                                SWAP_GRID, SWAP_SIZE, TABLE_BOX, TABLE_FLIP, TABLE_HEIGHT, TABLE_PAIR_WINDOWS,
+                                TABLE_SCORE, TABLE_SWAP_CELLS, TABLE_WIDTH_PX, WHOLE, WHOLE_AUGMENT, WHOLE_FLIP_P)
 
 EMPTY_REGIONS = np.zeros((0, 4), np.float32)  # side data of recipes without saliency crops
 EMPTY_SCORES = np.zeros(0, np.float32)
@@ -37,34 +44,37 @@ def _number(spec, row, column):
 def _window(spec, row, sample_id, height, width, regions, scores):
     """x0, y0, x1, y1 (source pixels, before flip) and the flip of view row `row`."""
     seed, epoch = spec[0, 0], spec[0, 1]
-    kind, stream = int(round(_number(spec, row, 0))), int(round(_number(spec, row, 1)))
+    kind, stream = int(round(_number(spec, row, KIND))), int(round(_number(spec, row, STREAM)))
     if kind == CROP:
-        x0, y0, x1, y1 = draws.crop_window(seed, epoch, sample_id, stream, height, width, _number(spec, row, 2),
-                                           _number(spec, row, 3), _number(spec, row, 4), _number(spec, row, 5))
-        return x0, y0, x1, y1, draws.drawn(seed, epoch, sample_id, stream, draws.FLIP, _number(spec, row, 6))
+        x0, y0, x1, y1 = draws.crop_window(seed, epoch, sample_id, stream, height, width,
+                                           _number(spec, row, CROP_SCALE_MIN), _number(spec, row, CROP_SCALE_MAX),
+                                           _number(spec, row, CROP_LOG_RATIO_MIN), _number(spec, row, CROP_LOG_RATIO_MAX))
+        return x0, y0, x1, y1, draws.drawn(seed, epoch, sample_id, stream, draws.FLIP, _number(spec, row, CROP_FLIP_P))
     if kind == WHOLE:
-        return 0.0, 0.0, width, height, draws.drawn(seed, epoch, sample_id, stream, draws.FLIP, _number(spec, row, 2))
+        return 0.0, 0.0, width, height, draws.drawn(seed, epoch, sample_id, stream, draws.FLIP,
+                                                    _number(spec, row, WHOLE_FLIP_P))
     # SALIENCY: the pair's region, then this crop's jitter around it (or the fallback crop)
-    return _saliency_window(spec, row, int(round(_number(spec, row, 3))), sample_id, height, width, regions, scores)
+    return _saliency_window(spec, row, int(round(_number(spec, row, PAIR_CROP))), sample_id, height, width, regions,
+                            scores)
 
 
 @kernel
 def _saliency_window(spec, row, crop, sample_id, height, width, regions, scores):
     seed, epoch = spec[0, 0], spec[0, 1]
-    stream = int(round(_number(spec, row, 1)))
+    stream = int(round(_number(spec, row, STREAM)))
     view_stream = stream + 1 + crop
-    flip = draws.drawn(seed, epoch, sample_id, view_stream, draws.FLIP, _number(spec, row, 10))
+    flip = draws.drawn(seed, epoch, sample_id, view_stream, draws.FLIP, _number(spec, row, SAL_FLIP_P))
     pick = draws.region_pick(seed, epoch, sample_id, stream, scores)
     if pick < 0:
         x0, y0, x1, y1 = draws.crop_window(seed, epoch, sample_id, view_stream + 1_000_000, height, width,
-                                           _number(spec, row, 8), _number(spec, row, 9), _number(spec, row, 6),
-                                           _number(spec, row, 7))
+                                           _number(spec, row, SAL_FALLBACK_MIN), _number(spec, row, SAL_FALLBACK_MAX),
+                                           _number(spec, row, SAL_LOG_RATIO_MIN), _number(spec, row, SAL_LOG_RATIO_MAX))
         return x0, y0, x1, y1, flip
     region = regions[pick]
     x0, y0, x1, y1 = draws.jittered_window(seed, epoch, sample_id, view_stream, height, width, float(region[0]),
                                            float(region[1]), float(region[2]), float(region[3]),
-                                           _number(spec, row, 4), _number(spec, row, 5), _number(spec, row, 6),
-                                           _number(spec, row, 7))
+                                           _number(spec, row, SAL_SCALE_MIN), _number(spec, row, SAL_SCALE_MAX),
+                                           _number(spec, row, SAL_LOG_RATIO_MIN), _number(spec, row, SAL_LOG_RATIO_MAX))
     return x0, y0, x1, y1, flip
 
 
@@ -78,7 +88,7 @@ def rois(start0, end0, start1, end1, start2, end2, spec, sample_id, shape, regio
         row = first + view
         if row >= spec.shape[0]:
             break
-        kind = int(round(_number(spec, row, 0)))
+        kind = int(round(_number(spec, row, KIND)))
         if kind != CROP and kind != WHOLE and kind != SALIENCY:
             break
         x0, y0, x1, y1, flip = _window(spec, row, sample_id[0], height, width, regions, scores)
@@ -92,46 +102,47 @@ def _photometric(spec, row, first_column, sample_id, matrix, sigma, window, sola
     """One frame's colour matrix, blur sigma and window, and solarise flag, from the augment
     numbers at `first_column` of spec row `row`."""
     seed, epoch = spec[0, 0], spec[0, 1]
-    stream = int(round(_number(spec, row, 1)))
+    stream = int(round(_number(spec, row, STREAM)))
     c = first_column
-    draws.colour_matrix(seed, epoch, sample_id, stream, _number(spec, row, c), _number(spec, row, c + 1),
-                        _number(spec, row, c + 2), _number(spec, row, c + 3), _number(spec, row, c + 4),
-                        _number(spec, row, c + 5), matrix)
-    drawn_sigma = draws.blur_sigma(seed, epoch, sample_id, stream, _number(spec, row, c + 6),
-                                   _number(spec, row, c + 7), _number(spec, row, c + 8))
+    draws.colour_matrix(seed, epoch, sample_id, stream, _number(spec, row, c + JITTER_P),
+                        _number(spec, row, c + BRIGHTNESS), _number(spec, row, c + CONTRAST),
+                        _number(spec, row, c + SATURATION), _number(spec, row, c + HUE), _number(spec, row, c + GREY_P),
+                        matrix)
+    drawn_sigma = draws.blur_sigma(seed, epoch, sample_id, stream, _number(spec, row, c + BLUR_P),
+                                   _number(spec, row, c + BLUR_SIGMA_MIN), _number(spec, row, c + BLUR_SIGMA_MAX))
     sigma[frame] = drawn_sigma
     # +-3 sigma (DALI's own window for a sigma); 1 tap for a frame left unblurred: no work
     window[frame] = 1 if drawn_sigma == draws.NO_BLUR_SIGMA else 2 * int(math.ceil(3.0 * drawn_sigma)) + 1
     # solarise as min(x, limit - x): 255 inverts pixels >= 128, 510 leaves every pixel be
-    solarize[frame] = 255 if draws.drawn(seed, epoch, sample_id, stream, draws.SOLARIZE, _number(spec, row, c + 9)) \
-        else 510
+    solarize[frame] = 255 if draws.drawn(seed, epoch, sample_id, stream, draws.SOLARIZE,
+                                         _number(spec, row, c + SOLARIZE_P)) else 510
 
 
 @kernel
 def photometric(matrices, sigmas, windows, solarize, spec, sample_id):
     for frame in range(spec.shape[0] - 1):
-        _photometric(spec, frame + 1, 2, sample_id[0], matrices[frame], sigmas, windows, solarize[:, 0, 0, 0], frame)
+        _photometric(spec, frame + 1, AUGMENT_FIRST, sample_id[0], matrices[frame], sigmas, windows,
+                     solarize[:, 0, 0, 0], frame)
 
 
 @kernel
 def photometric_single(matrix, sigma, window, solarize, spec, sample_id):
-    """The single view's photometrics, from its WHOLE row of the table (augment numbers from
-    column 3 on)."""
+    """The single view's photometrics, from its WHOLE row of the table."""
     for row in range(1, spec.shape[0]):
-        if int(round(_number(spec, row, 0))) == WHOLE:
-            _photometric(spec, row, 3, sample_id[0], matrix, sigma, window, solarize[:, 0, 0], 0)
+        if int(round(_number(spec, row, KIND))) == WHOLE:
+            _photometric(spec, row, WHOLE_AUGMENT, sample_id[0], matrix, sigma, window, solarize[:, 0, 0], 0)
 
 
 @kernel
 def _swap(spec, row, sample_id):
     """Cells of the swap box: x, y, width, height (RegionCL: sizes drawn independently)."""
     seed, epoch = spec[0, 0], spec[0, 1]
-    stream = int(round(_number(spec, row, 1)))
-    size, grid = int(round(_number(spec, row, 3))), int(round(_number(spec, row, 2)))
-    count = int(round(_number(spec, row, 4)))
+    stream = int(round(_number(spec, row, STREAM)))
+    size, grid = int(round(_number(spec, row, SWAP_SIZE))), int(round(_number(spec, row, SWAP_GRID)))
+    count = int(round(_number(spec, row, SWAP_COUNT)))
     grid_cells = size // grid
-    cells_w = int(round(_number(spec, row, 5 + int(draws.uniform(seed, epoch, sample_id, stream, 0) * count))))
-    cells_h = int(round(_number(spec, row, 5 + int(draws.uniform(seed, epoch, sample_id, stream, 1) * count))))
+    cells_w = int(round(_number(spec, row, SWAP_CELLS + int(draws.uniform(seed, epoch, sample_id, stream, 0) * count))))
+    cells_h = int(round(_number(spec, row, SWAP_CELLS + int(draws.uniform(seed, epoch, sample_id, stream, 1) * count))))
     cell_x = int(draws.uniform(seed, epoch, sample_id, stream, 2) * (grid_cells - cells_w + 1))
     cell_y = int(draws.uniform(seed, epoch, sample_id, stream, 3) * (grid_cells - cells_h + 1))
     return cell_x, cell_y, cells_w, cells_h, grid, size
@@ -149,32 +160,36 @@ def _table(table, sample_id, shape, spec, regions, scores):
     height, width = float(shape[0]), float(shape[1])
     for out in range(spec.shape[0] - 1):
         row = out + 1
-        kind = int(round(_number(spec, row, 0)))
+        kind = int(round(_number(spec, row, KIND)))
         if kind == CROP or kind == WHOLE:
             x0, y0, x1, y1, flip = _window(spec, row, sample_id, height, width, regions, scores)
-            table[out, 0], table[out, 1], table[out, 2], table[out, 3] = x0, y0, x1, y1
-            table[out, 4] = 1.0 if flip else 0.0
+            table[out, TABLE_BOX], table[out, TABLE_BOX + 1] = x0, y0
+            table[out, TABLE_BOX + 2], table[out, TABLE_BOX + 3] = x1, y1
+            table[out, TABLE_FLIP] = 1.0 if flip else 0.0
         elif kind == PAIR:
             seed, epoch = spec[0, 0], spec[0, 1]
-            pick = draws.region_pick(seed, epoch, sample_id, int(round(_number(spec, row, 1))), scores)
+            pick = draws.region_pick(seed, epoch, sample_id, int(round(_number(spec, row, STREAM))), scores)
             if pick < 0:
-                table[out, 0], table[out, 1], table[out, 2], table[out, 3], table[out, 4] = 0.0, 0.0, width, height, 1.0
+                table[out, TABLE_BOX], table[out, TABLE_BOX + 1] = 0.0, 0.0
+                table[out, TABLE_BOX + 2], table[out, TABLE_BOX + 3] = width, height
+                table[out, TABLE_SCORE] = 1.0
             else:
                 for k in range(4):
-                    table[out, k] = regions[pick, k]
-                table[out, 4] = scores[pick]
+                    table[out, TABLE_BOX + k] = regions[pick, k]
+                table[out, TABLE_SCORE] = scores[pick]
             for crop in range(2):  # the pair's two windows, as the rois kernel cuts them
                 x0, y0, x1, y1, _ = _saliency_window(spec, row, crop, sample_id, height, width, regions, scores)
-                table[out, 5 + 4 * crop], table[out, 6 + 4 * crop] = x0, y0
-                table[out, 7 + 4 * crop], table[out, 8 + 4 * crop] = x1, y1
+                first = TABLE_PAIR_WINDOWS + 4 * crop
+                table[out, first], table[out, first + 1], table[out, first + 2], table[out, first + 3] = x0, y0, x1, y1
         elif kind == IMAGE_SIZE:
-            table[out, 0], table[out, 1] = height, width
+            table[out, TABLE_HEIGHT], table[out, TABLE_WIDTH_PX] = height, width
         elif kind == SWAP:
             cell_x, cell_y, cells_w, cells_h, grid, _ = _swap(spec, row, sample_id)
-            values = (cell_x * grid, cell_y * grid, (cell_x + cells_w) * grid, (cell_y + cells_h) * grid,
-                      cell_x, cell_y, cell_x + cells_w, cell_y + cells_h)
-            for k in range(8):
-                table[out, k] = values[k]
+            pixels = (cell_x * grid, cell_y * grid, (cell_x + cells_w) * grid, (cell_y + cells_h) * grid)
+            cells = (cell_x, cell_y, cell_x + cells_w, cell_y + cells_h)
+            for k in range(4):
+                table[out, TABLE_BOX + k] = pixels[k]
+                table[out, TABLE_SWAP_CELLS + k] = cells[k]
 
 
 @kernel

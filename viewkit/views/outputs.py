@@ -32,6 +32,8 @@ import torch
 
 from viewkit.views.families import Recipe
 from viewkit.views.plan import TABLE, table_layout
+from viewkit.views.rows import (TABLE_BOX, TABLE_FLIP, TABLE_HEIGHT, TABLE_PAIR_WINDOWS, TABLE_SCORE, TABLE_SWAP_CELLS,
+                                TABLE_WIDTH_PX)
 
 _TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -52,7 +54,7 @@ def _fresh(tensor: torch.Tensor) -> torch.Tensor:
 
 def image_size(batch: dict[str, torch.Tensor], recipe: Recipe) -> torch.Tensor:
     """[B, 2] int64 source height, width of each sample (the loader adds it to the batch)."""
-    return batch[TABLE][:, table_layout(recipe)["image_size"][0], 0:2].to(torch.int64)
+    return batch[TABLE][:, table_layout(recipe)["image_size"][0], TABLE_HEIGHT:TABLE_WIDTH_PX + 1].to(torch.int64)
 
 
 def arrange(batch: dict[str, torch.Tensor], recipe: Recipe) -> dict[str, torch.Tensor]:
@@ -65,27 +67,28 @@ def arrange(batch: dict[str, torch.Tensor], recipe: Recipe) -> dict[str, torch.T
         first, count = layout[family.name]
         rows = table[:, first : first + count]
         out[family.name] = _frames(batch[family.name], dtype)
-        out[f"{family.name}_boxes"] = _fresh(rows[..., 0:4].transpose(0, 1))
-        out[f"{family.name}_flips"] = rows[..., 4].transpose(0, 1) > 0.5
+        out[f"{family.name}_boxes"] = _fresh(rows[..., TABLE_BOX:TABLE_BOX + 4].transpose(0, 1))
+        out[f"{family.name}_flips"] = rows[..., TABLE_FLIP].transpose(0, 1) > 0.5
     if recipe.original is not None:
         out["original"] = batch["original"].to(dtype=dtype, copy=True).permute(0, 3, 1, 2)  # [B, 3, S, S]
-        out["original_flip"] = table[:, layout["original"][0], 4] > 0.5
+        out["original_flip"] = table[:, layout["original"][0], TABLE_FLIP] > 0.5
     if recipe.saliency is not None:
         first, t = layout["saliency"]
         rows = table[:, first : first + t]  # [B, t, 13]: region, score, window B', window B''
         b = rows.shape[0]
         out["saliency"] = _frames(batch["saliency"], dtype).unflatten(0, (t, 2))
-        out["saliency_boxes"] = _fresh(rows[..., 5:13].reshape(b, t, 2, 4).permute(1, 2, 0, 3))
-        out["saliency_scores"] = _fresh(rows[..., 4])
-        out["saliency_regions"] = _fresh(rows[..., 0:4])
+        windows = rows[..., TABLE_PAIR_WINDOWS:TABLE_PAIR_WINDOWS + 8]
+        out["saliency_boxes"] = _fresh(windows.reshape(b, t, 2, 4).permute(1, 2, 0, 3))
+        out["saliency_scores"] = _fresh(rows[..., TABLE_SCORE])
+        out["saliency_regions"] = _fresh(rows[..., TABLE_BOX:TABLE_BOX + 4])
     if recipe.swap is not None:
         row = table[0, layout["swap"][0]].to(torch.int64)  # sample 0's draw is the batch's box
         swap = batch["swap"].to(dtype=dtype, copy=True).permute(0, 3, 1, 2)
         b, _, h, w = swap.shape
-        box = row[0:4]
+        box = row[TABLE_BOX:TABLE_BOX + 4]
         out["swap"] = swap
         out["swap_box"] = box
-        out["swap_cells"] = row[4:8]
+        out["swap_cells"] = row[TABLE_SWAP_CELLS:TABLE_SWAP_CELLS + 4]
         mask = torch.zeros((b, 1, h, w), dtype=torch.bool, device=swap.device)
         mask[:, :, box[1] : box[3], box[0] : box[2]] = True
         out["swap_mask"] = mask

@@ -2,8 +2,9 @@
 
 The plan is fixed at build time (Python `if`s over the recipe); the numbers the kernels
 need travel as one int64 table per kernel call (`spec`): row 0 holds the key (seed,
-epoch), every other row one view or one output row, floats in 32.32 fixed point (DALI
-constants have no float64, and the 32-bit floats they do have would round the scales).
+epoch), every other row one view or one output row, its columns named in rows.py, floats
+in 32.32 fixed point (DALI constants have no float64, and the 32-bit floats they do have
+would round the scales).
 """
 
 from __future__ import annotations
@@ -16,12 +17,9 @@ import numpy as np
 
 from viewkit.views.augment import Augment, geometry_only
 from viewkit.views.families import Recipe
+from viewkit.views.rows import AUGMENT, CROP, IMAGE_SIZE, PAIR, SALIENCY, SWAP, WHOLE, WIDTH, row
 
-WIDTH = 16  # columns of a spec row
 FIXED = float(2**32)
-# Row kinds (column 0).
-CROP, WHOLE, SALIENCY, IMAGE_SIZE, PAIR, SWAP, AUGMENT = range(1, 8)
-TABLE_WIDTH = 13  # columns of the table of windows, flips and draws the graph hands to torch
 TABLE = "view_table"  # its output name
 MAX_SWAP_CELLS = 6
 
@@ -59,7 +57,7 @@ class Family:
         return self.name == "original"
 
     def augment_rows(self) -> list[tuple[float, ...]]:
-        return [(AUGMENT, v.stream, *augment_numbers(v.augment)) for v in self.views]
+        return [row(AUGMENT, v.stream, augment_first=augment_numbers(v.augment)) for v in self.views]
 
 
 @dataclass(frozen=True)
@@ -71,14 +69,14 @@ class Plan:
     def table_layout(self) -> dict[str, tuple[int, int]]:
         """Output name -> (first row, row count) in the table: windows of each family's views
         (saliency: one row per pair), then the image size, then the swap box."""
-        layout, row = {}, 0
+        layout, first = {}, 0
         for family in self.families:
             count = len(family.views) // 2 if family.name == "saliency" else len(family.views)
-            layout[family.name] = (row, count)
-            row += count
-        layout["image_size"] = (row, 1)
+            layout[family.name] = (first, count)
+            first += count
+        layout["image_size"] = (first, 1)
         if self.swap_row is not None:
-            layout["swap"] = (row + 1, 1)
+            layout["swap"] = (first + 1, 1)
         return layout
 
 
@@ -100,15 +98,16 @@ def make_plan(recipe: Recipe, augment: bool = True) -> Plan:
         views = []
         for index in range(family.count):
             a = keep(family.augment(index))
-            row = (CROP, stream, family.scale[0], family.scale[1], *_log(family.ratio), a.flip_p)
-            views.append(View(row, a, stream))
+            window = row(CROP, stream, crop_scale_min=family.scale, crop_log_ratio_min=_log(family.ratio),
+                         crop_flip_p=a.flip_p)
+            views.append(View(window, a, stream))
             stream += 1
         families.append(Family(family.name, family.size, tuple(views)))
         table_rows += [v.row for v in views]
     if recipe.original is not None:
         a = keep(recipe.original.augment)
         # the row carries its photometrics too: the single view's kernel reads them from the table
-        view = View((WHOLE, stream, a.flip_p, *augment_numbers(a)), a, stream)
+        view = View(row(WHOLE, stream, whole_flip_p=a.flip_p, whole_augment=augment_numbers(a)), a, stream)
         stream += 1
         families.append(Family("original", recipe.original.size, (view,)))
         table_rows.append(view.row)
@@ -116,21 +115,24 @@ def make_plan(recipe: Recipe, augment: bool = True) -> Plan:
         spec, views = recipe.saliency, []
         for pair in range(spec.pairs):
             base = stream + 3 * pair  # the pick, then one stream per crop of the pair
-            numbers = (*spec.scale, *_log(spec.ratio), *spec.fallback_scale)
+            numbers = dict(sal_scale_min=spec.scale, sal_log_ratio_min=_log(spec.ratio),
+                           sal_fallback_min=spec.fallback_scale)
             for crop in range(2):
                 a = keep(spec.augments[crop])
-                views.append(View((SALIENCY, base, pair, crop, *numbers, a.flip_p), a, base + 1 + crop))
-            table_rows.append((PAIR, base, pair, 0, *numbers, 0.0))
+                views.append(View(row(SALIENCY, base, pair_index=pair, pair_crop=crop, sal_flip_p=a.flip_p, **numbers),
+                                  a, base + 1 + crop))
+            table_rows.append(row(PAIR, base, pair_index=pair, pair_crop=0, **numbers))
         stream += 3 * spec.pairs
         families.append(Family("saliency", spec.size, tuple(views)))
-    table_rows.append((IMAGE_SIZE, 0))
+    table_rows.append(row(IMAGE_SIZE, 0))
     swap_row = None
     if recipe.swap is not None:
         swap = recipe.swap
         if len(swap.cells) > MAX_SWAP_CELLS:
             raise ValueError(f"swap.cells {swap.cells}: at most {MAX_SWAP_CELLS} choices")
         source = next(c for c in recipe.crops if c.name == swap.source)
-        swap_row = (SWAP, stream, swap.grid, source.size, len(swap.cells), *swap.cells)
+        swap_row = row(SWAP, stream, swap_grid=swap.grid, swap_size=source.size, swap_count=len(swap.cells),
+                       swap_cells=swap.cells)
         table_rows.append(swap_row)
     return Plan(tuple(families), tuple(table_rows), swap_row)
 
@@ -141,8 +143,8 @@ def spec(rows, seed: int, epoch: int, pad_to: int = 0) -> np.ndarray:
         raise ValueError(f"seed {seed} and epoch {epoch} must be non-negative 63-bit integers")
     table = np.zeros((1 + max(len(rows), pad_to), WIDTH), np.int64)
     table[0, :2] = seed, epoch
-    for i, row in enumerate(rows, start=1):
-        table[i, : len(row)] = np.round(np.asarray(row, np.float64) * FIXED).astype(np.int64)
+    for i, numbers in enumerate(rows, start=1):
+        table[i, : len(numbers)] = np.round(np.asarray(numbers, np.float64) * FIXED).astype(np.int64)
     return table
 
 
