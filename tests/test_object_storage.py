@@ -310,3 +310,20 @@ def test_a_cached_shard_changed_on_disk_is_fetched_again_when_checksums_are_veri
     checking = make(remote_shards, cache_dir=tmp_path / "cache", verify_checksums=True)
     assert [ids for ids, _ in batches(checking)] == [ids for ids, _ in batches(make(embedded_shards))]
     assert checking.shards.cache.fetched == 2 and tar.read_bytes() == (Path(embedded_shards) / tar.name).read_bytes()
+
+
+def test_eviction_passes_over_a_shard_another_rank_is_opening(remote_shards, tmp_path):
+    """Two ranks' caches on one folder: while rank A holds its shards (its pipeline opening
+    them), rank B's fetches under a budget too small for both evict none of them."""
+    from viewkit.loaders.dataset import open_dataset
+
+    a = open_dataset(remote_shards, cache_dir=tmp_path / "cache", cache_limit="1GB")
+    shards = a.manifest["shards"]
+    sizes = [shard["bytes"] for shard in shards]
+    b = open_dataset(remote_shards, cache_dir=tmp_path / "cache", cache_limit=sizes[2] + sizes[3])
+    with a.cache.holding(shards[:2]):
+        with b.cache.holding(shards[2:]):  # over budget: shards 0 and 1 would be the ones to go
+            held = sorted(path.name for path in a.cache.folder.glob("*.tar"))
+        assert held == sorted(shard["tar"] for shard in shards)
+    with b.cache.holding(shards[2:]):  # released: now they go, least recently used first
+        assert sorted(path.name for path in b.cache.folder.glob("*.tar")) == sorted(s["tar"] for s in shards[2:])

@@ -110,8 +110,8 @@ class ShardCache:
         held = []
         try:
             missing = [shard for shard in shards if not self._verified(shard)]
-            if missing:
-                self._evict(sum(shard["bytes"] for shard in missing), keep={shard["tar"] for shard in shards})
+            # also with nothing to fetch: another rank may have left the folder over budget
+            self._evict(sum(shard["bytes"] for shard in missing), keep={shard["tar"] for shard in shards})
             held = self._parallel(self._hold, shards)
             yield
         finally:
