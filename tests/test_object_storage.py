@@ -327,3 +327,13 @@ def test_eviction_passes_over_a_shard_another_rank_is_opening(remote_shards, tmp
         assert held == sorted(shard["tar"] for shard in shards)
     with b.cache.holding(shards[2:]):  # released: now they go, least recently used first
         assert sorted(path.name for path in b.cache.folder.glob("*.tar")) == sorted(s["tar"] for s in shards[2:])
+
+
+def test_bench_takes_a_url(remote_shards, tmp_path, monkeypatch, capsys):
+    """Both sides read the cache: the baseline's torchvision workers read the fetched tars."""
+    from viewkit.tools.cli import main
+
+    monkeypatch.setenv("VIEWKIT_CACHE_DIR", str(tmp_path / "cache"))
+    assert main(["bench", remote_shards, "--recipe", "moco_v2", "--batches", "2", "--batch-size", "4", "--warmup", "1",
+                 "--rounds", "1", "--workers", "1"]) == 0
+    assert "ratio viewkit / baseline" in capsys.readouterr().out

@@ -172,9 +172,10 @@ def bench(args: argparse.Namespace) -> dict:
         rounds["viewkit"].append(measure(viewkit_iterator, args.batch_size, args.batches, args.warmup, views, pixels,
                                          args.device, f"round {round_ + 1} viewkit"))
         if args.baseline != "none":
-            rounds["baseline"].append(measure(baseline_iterator, args.batch_size, args.batches, args.warmup, views,
-                                              pixels, "cpu", f"round {round_ + 1} torchvision",
-                                              in_flight=args.workers * BASELINE_PREFETCH))
+            with world_loader.shards.holding(list(world_loader.shards.tars)):  # a dataset in a store: fetched
+                rounds["baseline"].append(measure(baseline_iterator, args.batch_size, args.batches, args.warmup, views,
+                                                  pixels, "cpu", f"round {round_ + 1} torchvision",
+                                                  in_flight=args.workers * BASELINE_PREFETCH))
     summary = {}
     for side, results in rounds.items():
         if results:
