@@ -368,7 +368,7 @@ def test_sgcl_on_simclr_weights_nt_xent_and_takes_neighbours_as_anchors_by_hand(
     from viewkit.trainer.methods.sgcl import build, remember
 
     model = build(TinyBackbone(), dim=2, hidden=8, base_momentum=0.99, gamma=0.5, neighbours=2, queue=4, base="simclr",
-                  temperature=0.5)
+                  temperature=0.5, saliency_interval=0, saliency_resolution=640)
     z1 = torch.tensor([[1.0, 0.2], [-0.3, 1.0]], requires_grad=True)
     z2 = torch.tensor([[1.0, 1.0], [0.5, -1.0]], requires_grad=True)
     weight = torch.tensor([0.25, 0.81]) ** 0.5  # P = 0.25 and 0.81, gamma = 0.5
