@@ -26,6 +26,7 @@ import json
 import os
 import re
 import shutil
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -78,6 +79,7 @@ class ShardCache:
         (folder / ".locks").mkdir(parents=True, exist_ok=True)
         self.fetched = 0  # objects fetched by this process, and their bytes: tests and benchmarks count them
         self.fetched_bytes = 0
+        self._counting = threading.Lock()  # the fetch threads add to both
 
     # --- small files: the manifest and the index files -------------------------------------
 
@@ -213,8 +215,9 @@ class ShardCache:
         def fetch():
             try:
                 self.fs.get_file(url, str(temporary))
-                self.fetched += 1
-                self.fetched_bytes += temporary.stat().st_size
+                with self._counting:
+                    self.fetched += 1
+                    self.fetched_bytes += temporary.stat().st_size
                 if expect is not None:
                     size, sha256 = expect
                     actual = temporary.stat().st_size
