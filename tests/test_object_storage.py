@@ -204,16 +204,18 @@ def test_info_verify_and_train_take_a_url(remote_shards, changed_shards, embedde
     assert cached_tars(tmp_path / "train-cache") == sorted(p.name for p in Path(embedded_shards).glob("*.tar"))
 
 
-def test_a_full_cache_disk_is_said_in_one_line_and_leaves_no_partial_shard(remote_shards, tmp_path):
+def test_a_full_cache_disk_is_said_in_one_line_and_leaves_no_partial_shard(remote_shards, tmp_path, monkeypatch):
     import errno
+
+    from viewkit import storage
 
     loader = make(remote_shards, cache_dir=tmp_path / "cache")
 
-    def disk_full(remote, local):  # what writing a download on a full disk raises, half-way
+    def disk_full(fs, remote, local):  # what writing a download on a full disk raises, half-way
         Path(local).write_bytes(b"half a shard")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    loader.shards.cache.fs.get_file = disk_full
+    monkeypatch.setattr(storage, "download", disk_full)
     with pytest.raises(OSError, match=r"s3://vk-data/embedded/train-00000\d.tar: the cache disk is full while fetching "
                                       r"shard train-00000\d.tar; free space or lower cache_limit"):
         batches(loader)

@@ -214,16 +214,15 @@ class ShardCache:
 
         def fetch():
             try:
-                self.fs.get_file(url, str(temporary))
+                actual, digest = storage.download(self.fs, url, temporary)
                 with self._counting:
                     self.fetched += 1
-                    self.fetched_bytes += temporary.stat().st_size
+                    self.fetched_bytes += actual
                 if expect is not None:
                     size, sha256 = expect
-                    actual = temporary.stat().st_size
                     if size is not None and actual != size:
                         raise _Corrupt(f"{actual} bytes, the manifest says {size}")
-                    if fmt.sha256_file(temporary) != sha256:
+                    if digest != sha256:
                         raise _Corrupt("its sha256 differs from the manifest's")
             except BaseException:
                 temporary.unlink(missing_ok=True)
