@@ -106,15 +106,19 @@ class ShardCache:
         """Every shard's tar here and checked while the block runs (a pipeline opens them)."""
         need = sum(shard["bytes"] for shard in shards)
         if need > self.limit:
-            raise ValueError(f"cache_limit {human_size(self.limit)} is below the {human_size(need)} of the {len(shards)} shards "
-                             f"this rank's pipeline opens at once (DALI opens every shard of its part when it "
-                             f"builds); raise cache_limit (or VIEWKIT_CACHE_LIMIT) or use more ranks")
-        held = []
+            raise ValueError(f"cache_limit {human_size(self.limit)} is below the {human_size(need)} of the "
+                             f"{len(shards)} shards this rank's pipeline opens at once (DALI opens every shard of "
+                             f"its part when it builds); raise cache_limit (or VIEWKIT_CACHE_LIMIT) or use more ranks")
+        held = []  # appended by the threads (atomic): a shard that fails leaves the others' locks to release
+
+        def hold(shard):
+            held.append(self._hold(shard))
+
         try:
             missing = [shard for shard in shards if not self._verified(shard)]
             # also with nothing to fetch: another rank may have left the folder over budget
             self._evict(sum(shard["bytes"] for shard in missing), keep={shard["tar"] for shard in shards})
-            held = self._parallel(self._hold, shards)
+            self._parallel(hold, shards)
             yield
         finally:
             for handle in held:
