@@ -110,14 +110,15 @@ class ViewLoader:
         local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
         need = part * local_ranks * (2 if self.options.build_ahead else 1)
         if need > self.shards.cache.limit:
-            from viewkit.loaders.shard_cache import human_size as _size
+            from viewkit.loaders.shard_cache import human_size
 
+            cache = self.shards.cache
+            ahead = ", twice while the next epoch is built ahead" if self.options.build_ahead else ""
             raise ValueError(
-                f"{self.shards.name}: the cache ({self.shards.cache.folder}) may hold {_size(self.shards.cache.limit)}, "
-                f"and the {local_ranks} rank(s) of this node open about {_size(need)} at once (a rank's part of an "
-                f"epoch is {_size(part)}{', twice while the next epoch is built ahead' if self.options.build_ahead else ''}"
-                f"; DALI opens every shard of its part when it builds): raise cache_limit (VIEWKIT_CACHE_LIMIT), "
-                f"use more nodes{', or set build_ahead=False' if self.options.build_ahead else ''}")
+                f"{self.shards.name}: the cache ({cache.folder}) may hold {human_size(cache.limit)}, and the "
+                f"{local_ranks} rank(s) of this node open about {human_size(need)} at once (a rank's part of an epoch "
+                f"is {human_size(part)}{ahead}; DALI opens every shard of its part when it builds): raise cache_limit "
+                f"(VIEWKIT_CACHE_LIMIT), use more nodes{', or set build_ahead=False' if ahead else ''}")
 
     def _check_side_data(self, side_data) -> None:
         """Rows are joined by sample id, so regions of other shards would land on the wrong images."""

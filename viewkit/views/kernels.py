@@ -48,7 +48,8 @@ def _window(spec, row, sample_id, height, width, regions, scores):
     if kind == CROP:
         x0, y0, x1, y1 = draws.crop_window(seed, epoch, sample_id, stream, height, width,
                                            _number(spec, row, CROP_SCALE_MIN), _number(spec, row, CROP_SCALE_MAX),
-                                           _number(spec, row, CROP_LOG_RATIO_MIN), _number(spec, row, CROP_LOG_RATIO_MAX))
+                                           _number(spec, row, CROP_LOG_RATIO_MIN),
+                                           _number(spec, row, CROP_LOG_RATIO_MAX))
         return x0, y0, x1, y1, draws.drawn(seed, epoch, sample_id, stream, draws.FLIP, _number(spec, row, CROP_FLIP_P))
     if kind == WHOLE:
         return 0.0, 0.0, width, height, draws.drawn(seed, epoch, sample_id, stream, draws.FLIP,

@@ -53,5 +53,6 @@ def row(kind: int, stream: int, **columns: float) -> tuple[float, ...]:
 # read by outputs.arrange: a window or region x0, y0, x1, y1, then a flip flag (a pair: the
 # region's score), then a pair's two crop windows; the swap row holds its box in pixels, then
 # in cells; the image-size row height, width.
-TABLE_BOX, TABLE_FLIP, TABLE_SCORE, TABLE_PAIR_WINDOWS, TABLE_SWAP_CELLS, TABLE_HEIGHT, TABLE_WIDTH_PX = 0, 4, 4, 5, 4, 0, 1
+TABLE_BOX, TABLE_FLIP, TABLE_SCORE, TABLE_PAIR_WINDOWS = 0, 4, 4, 5
+TABLE_SWAP_CELLS, TABLE_HEIGHT, TABLE_WIDTH_PX = 4, 0, 1
 TABLE_WIDTH = 13
