@@ -12,6 +12,7 @@ epoch (one shard of one), the same samples in the same order as DALI's own split
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 from viewkit.shards import format as fmt
@@ -41,18 +42,16 @@ def positions(tars: list[str], indices: list[str], counts: list[int], start: int
               folder: Path) -> tuple[list[str], list[str]]:
     """(tars, index files) of the samples at positions [start, end) of the shards in the given
     order, as DALI counts them; cut shards' index files are written into `folder`."""
+    firsts = [0, *itertools.accumulate(counts)]
     kept_tars, kept_indices = [], []
-    first = 0
-    for tar, index, count in zip(tars, indices, counts):
-        last = first + count
-        if first < end and last > start:
-            if start <= first and last <= end:
-                kept_indices.append(index)
-            else:
-                lines = _index_lines(index)[max(start, first) - first:min(end, last) - first]
-                kept_indices.append(_write_index(folder, index, lines))
-            kept_tars.append(tar)
-        first = last
+    for i in touched(counts, start, end):
+        first, last = firsts[i], firsts[i] + counts[i]
+        if start <= first and last <= end:
+            kept_indices.append(indices[i])
+        else:
+            lines = _index_lines(indices[i])[max(start, first) - first:min(end, last) - first]
+            kept_indices.append(_write_index(folder, indices[i], lines))
+        kept_tars.append(tars[i])
     return kept_tars, kept_indices
 
 

@@ -44,8 +44,8 @@ class Store:
             def listing():
                 try:
                     return self.fs.ls(self.url, detail=True, refresh=True)
-                except FileNotFoundError as e:
-                    if "bucket" in str(storage.explain(e, self.url, "")).lower() and not self._bucket_exists():
+                except FileNotFoundError:
+                    if not self._bucket_exists():  # said as a missing bucket; a missing prefix is empty
                         raise
                     return []
             entries = storage.retrying(listing, self.url, "the listing of the prefix")
