@@ -47,13 +47,16 @@ def test_a_callee_edit_in_another_file_recompiles_its_cached_caller(tmp_path):
 
 def test_entry_points_load_from_the_cache_in_a_new_process(tmp_path):
     probe = """
-        from viewkit.views import entry_points
-        print(entry_points.compiled(entry_points.view_table).cache_hits,
-              entry_points.compiled(entry_points.rois(False, 1)).cache_hits)
+        from viewkit.views import entry_points, operations
+        from viewkit.views.operators import KERNELS
+        table = entry_points.kernel_source(KERNELS["view_table"], ())
+        rois = entry_points.kernel_source(KERNELS["crop_rois"], (4,))
+        family = entry_points.operations_source(operations.PAPERS, single=False)
+        print(*(entry_points.compiled(source, "probe")[0].cache_hits for source in (table, rois, family)))
     """
     cache = tmp_path / "numba-cache"
-    assert _run(probe, PACKAGE.parent, NUMBA_CACHE_DIR=str(cache)).split() == ["0", "0"]
-    assert _run(probe, PACKAGE.parent, NUMBA_CACHE_DIR=str(cache)).split() == ["1", "1"]
+    assert _run(probe, PACKAGE.parent, NUMBA_CACHE_DIR=str(cache)).split() == ["0", "0", "0"]
+    assert _run(probe, PACKAGE.parent, NUMBA_CACHE_DIR=str(cache)).split() == ["1", "1", "1"]
 
 
 def test_ticking_is_silent_for_a_short_step_and_counts_seconds_for_a_long_one():

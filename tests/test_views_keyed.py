@@ -9,6 +9,8 @@ from nvidia.dali import fn, pipeline_def, types
 
 from viewkit import ViewLoader, recipes
 from viewkit.views import draws
+from viewkit.views.operations import colour
+from viewkit.views.operations.solarize import Solarize
 from viewkit.views.plan import make_plan
 
 
@@ -52,10 +54,10 @@ def test_colour_matrix_is_dalis_colour_twist():
     cases = []
     for sample_id in range(6):
         matrix = np.zeros((3, 4))
-        draws.colour_matrix(1, 0, sample_id, 2, 1.0, 0.4, 0.4, 0.4, 0.1, 0.0, matrix)
+        colour.colour_matrix(1, 0, sample_id, 2, 1.0, 0.4, 0.4, 0.4, 0.1, 0.0, matrix)
         b, c, s, h = (1.0 + spread * (2.0 * draws.uniform(1, 0, sample_id, 2, slot) - 1.0)
-                      for spread, slot in ((0.4, draws.BRIGHTNESS), (0.4, draws.CONTRAST), (0.4, draws.SATURATION),
-                                           (0.1, draws.HUE)))
+                      for spread, slot in ((0.4, colour.BRIGHTNESS), (0.4, colour.CONTRAST), (0.4, colour.SATURATION),
+                                           (0.1, colour.HUE)))
         cases.append((matrix.astype(np.float32), b, c, s, (h - 1.0) * 360.0))
 
     def column(k):  # a source without parameters: DALI would pass one the iteration number
@@ -75,7 +77,7 @@ def test_colour_matrix_is_dalis_colour_twist():
     mine, dali = (np.asarray(out.as_tensor()).astype(int) for out in pipe.run())
     assert np.abs(mine - dali).max() <= 1  # rounding of the last grey level
     identity = np.zeros((3, 4))
-    draws.colour_matrix(1, 0, 0, 2, 0.0, 0.4, 0.4, 0.4, 0.1, 0.0, identity)  # jitter not drawn
+    colour.colour_matrix(1, 0, 0, 2, 0.0, 0.4, 0.4, 0.4, 0.1, 0.0, identity)  # jitter not drawn
     np.testing.assert_allclose(identity, np.hstack([np.eye(3), np.zeros((3, 1))]), atol=1e-12)
 
 
@@ -97,6 +99,6 @@ def test_the_gpu_graph_has_few_cpu_operators(embedded_shards, name):
     assert devices.count("mixed") == 1  # one decode, every view cut from it
     assert devices.count("cpu") <= 16, devices.count("cpu")
     families = make_plan(recipe).families
-    solarizing = sum(family.solarize for family in families)
+    solarizing = sum(Solarize in family.applied for family in families)
     # a resize per view; per family a stack, colour, blur and normalise; 3 to solarise; 3 to swap
     assert devices.count("gpu") <= views + 4 * len(families) + 3 * solarizing + 3 * bool(recipe.swap)

@@ -13,6 +13,7 @@ from torchvision.transforms import v2
 
 from viewkit.views.augment import IMAGENET_MEAN, IMAGENET_STD, Augment, blur_window, geometry_only
 from viewkit.views.families import Recipe
+from viewkit.views.operations.random_erasing import RandomErasing
 
 PREFETCH = 2  # batches each DataLoader worker prepares ahead (torch's default)
 _MEAN = [m / 255 for m in IMAGENET_MEAN]
@@ -37,7 +38,13 @@ def photometric(augment: Augment, size: int, blur: str = "paper") -> list:
         steps.append(v2.RandomApply([v2.GaussianBlur(window, augment.blur_sigma)], p=augment.blur_p))
     if augment.solarize_p > 0:
         steps.append(v2.RandomSolarize(128, p=augment.solarize_p))
-    return steps + [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(_MEAN, _STD)]
+    after = []
+    for operation in augment.operations:
+        if not isinstance(operation, RandomErasing):
+            raise ValueError(f"viewkit bench: no torchvision baseline for operation {operation.name!r}; "
+                             "use --baseline none")
+        after.append(v2.RandomErasing(operation.p, operation.scale, operation.ratio, value=0))
+    return steps + [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(_MEAN, _STD), *after]
 
 
 def _region_crop(image, size: int, scale, ratio):

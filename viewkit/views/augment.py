@@ -2,14 +2,18 @@
 
 The graph applies them per family of views (`viewkit.views.graph`): colour jitter and
 grayscale as one colour matrix per frame, Gaussian blur with a sigma per frame,
-solarisation, then normalisation; the draws are in `viewkit.views.draws`. Random apply is
-an identity frame (identity matrix, a sigma too small to blur), never a second branch.
+solarisation, then normalisation, then any further `operations` (random erasing, or one
+of your own: docs/extending.md); each operation's draw and graph are in its file under
+`viewkit.views.operations`. Random apply is an identity frame (identity matrix, a sigma
+too small to blur, an empty box), never a second branch.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+
+from viewkit.views.operations import OPERATIONS
 
 IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
@@ -34,6 +38,7 @@ class Augment:
     blur_p: float = 0.5
     blur_sigma: tuple[float, float] = (0.1, 2.0)  # pixels of the view
     solarize_p: float = 0.0  # invert pixels >= 128
+    operations: tuple = ()  # further operations, applied in this order (viewkit.views.operations)
 
     def __post_init__(self):
         for name in ("flip_p", "color_jitter_p", "grayscale_p", "blur_p", "solarize_p"):
@@ -46,6 +51,12 @@ class Augment:
         low, high = self.blur_sigma
         if not 0 < low <= high:
             raise ValueError(f"blur_sigma={self.blur_sigma} must be (low, high) with 0 < low <= high")
+        if not isinstance(self.operations, tuple):
+            raise ValueError(f"operations={self.operations!r} must be a tuple of operations")
+        for operation in self.operations:
+            if OPERATIONS.get(getattr(operation, "name", None)) is not type(operation):
+                raise ValueError(f"operations: {operation!r} is not a declared operation "
+                                 f"(known: {', '.join(sorted(OPERATIONS))}; see viewkit.views.operations.declare)")
 
 
 # MoCo-v2 (Chen et al. 2020, moco/main_moco.py aug_plus): the same for both views.

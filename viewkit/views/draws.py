@@ -5,9 +5,8 @@ same views whatever batch it lands in, however many ranks read the data, and whe
 run resumes. Compiled with numba: DALI runs these on its own CPU threads, per sample,
 without the GIL (`viewkit.views.kernels`). Called from Python too (tests, references).
 
-Slots of a view's stream: 0-39 the crop's tries, 40 flip, 41 jitter applied, 42-45
-brightness, contrast, saturation, hue, 46 grayscale, 47 blur applied, 48 blur sigma,
-49 solarise.
+Slots of a view's stream: 0-39 the crop's tries, 40 flip, then each operation's own
+(`viewkit.views.operations`: colour 41-46, blur 47-48, solarise 49, random erasing 64-104).
 """
 
 from __future__ import annotations
@@ -18,15 +17,7 @@ import numpy as np
 
 from viewkit.views.compiled import kernel
 
-FLIP, JITTER, BRIGHTNESS, CONTRAST, SATURATION, HUE, GRAYSCALE, BLUR, SIGMA, SOLARIZE = range(40, 50)
-# A sigma this small gives DALI's 3-tap kernel [0, 1, 0]: the frame passes unchanged. Random
-# apply of blur per frame, without a conditional.
-NO_BLUR_SIGMA = 1e-3
-
-# DALI's colour twist is this affine map (checked against fn.color_twist to a grey level):
-# out = b * (c * (M x - 128) + 128), M = YIQ->RGB . hue rotation . saturation . RGB->YIQ.
-RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
-YIQ_TO_RGB = np.linalg.inv(RGB_TO_YIQ)
+FLIP = 40
 
 
 @kernel
@@ -108,37 +99,6 @@ def jittered_window(seed, epoch, sample_id, stream, height, width, rx0, ry0, rx1
     x0, x1 = min(max(cx - half_w, 0.0), width), min(max(cx + half_w, 0.0), width)
     y0, y1 = min(max(cy - half_h, 0.0), height), min(max(cy + half_h, 0.0), height)
     return x0, y0, x1, y1
-
-
-@kernel
-def colour_matrix(seed, epoch, sample_id, stream, jitter_p, brightness, contrast, saturation, hue, grayscale_p, out):
-    """Writes the [3, 4] affine map of jitter + grayscale into `out` (identity when not drawn)."""
-    applied = 1.0 if uniform(seed, epoch, sample_id, stream, JITTER) < jitter_p else 0.0
-    b = 1.0 + applied * brightness * (2.0 * uniform(seed, epoch, sample_id, stream, BRIGHTNESS) - 1.0)
-    c = 1.0 + applied * contrast * (2.0 * uniform(seed, epoch, sample_id, stream, CONTRAST) - 1.0)
-    s = 1.0 + applied * saturation * (2.0 * uniform(seed, epoch, sample_id, stream, SATURATION) - 1.0)
-    h = applied * hue * (2.0 * uniform(seed, epoch, sample_id, stream, HUE) - 1.0) * 2.0 * math.pi
-    if uniform(seed, epoch, sample_id, stream, GRAYSCALE) < grayscale_p:
-        s = 0.0  # grayscale: saturation 0 after the jitter, as torchvision orders them
-    rotate = np.zeros((3, 3))
-    rotate[0, 0] = 1.0
-    rotate[1, 1], rotate[1, 2] = s * math.cos(h), s * math.sin(h)
-    rotate[2, 1], rotate[2, 2] = -s * math.sin(h), s * math.cos(h)
-    for i in range(3):  # YIQ->RGB . rotate . RGB->YIQ, by hand: numba's matmul needs BLAS from scipy
-        for j in range(3):
-            total = 0.0
-            for k in range(3):
-                for m in range(3):
-                    total += YIQ_TO_RGB[i, k] * rotate[k, m] * RGB_TO_YIQ[m, j]
-            out[i, j] = b * c * total
-        out[i, 3] = b * 128.0 * (1.0 - c)
-
-
-@kernel
-def blur_sigma(seed, epoch, sample_id, stream, blur_p, sigma0, sigma1):
-    if uniform(seed, epoch, sample_id, stream, BLUR) < blur_p:
-        return sigma0 + (sigma1 - sigma0) * uniform(seed, epoch, sample_id, stream, SIGMA)
-    return NO_BLUR_SIGMA
 
 
 @kernel

@@ -10,17 +10,18 @@ sample id on the CPU, and for saliency crops the side data) and returns output D
                                  the swap box, rows laid out by `Plan.table_layout`
     swap           [S, S, 3]     RegionCL composite
 
-The CPU part is a few numba kernels (`viewkit.views.kernels`) that draw every parameter
-of the sample's views at once. The image work is one resize per view (the flip folded
-into its window), then per family: one stack into frames, one colour matrix, one blur
-with per-frame sigma, one solarise and one normalise. Random apply is an identity frame
-(identity matrix, a sigma too small to blur), not a conditional.
+The CPU part is a few numba kernels (`viewkit.views.kernels`, and one per family for its
+operations) that draw every parameter of the sample's views at once. The image work is
+one resize per view (the flip folded into its window), then per family: one stack into
+frames, each operation once over all frames (`viewkit.views.operations`: colour matrix,
+blur with per-frame sigma, solarise), one normalise, then the operations on normalised
+frames (random erasing). Random apply is an identity frame (identity matrix, a sigma too
+small to blur, an empty box), not a conditional.
 `viewkit.views.outputs` turns the outputs into the torch contract.
 """
 
 from __future__ import annotations
 
-import nvidia.dali.math as dmath
 from nvidia.dali import fn, types
 
 from viewkit.views import operators
@@ -46,50 +47,37 @@ def _windows(plan: Plan, table_spec, sample_id, shape, side: tuple, seed: int, e
             continue
         shared = table_spec if kind == "crop_rois" else _constant(spec([v.row for _, v in views], seed, epoch))
         for chunk in range(-(-len(views) // 3)):
-            outputs = operators.call(f"{kind}/{chunk}", shared, sample_id, shape,
-                                   *(side if kind == "saliency_rois" else ()))
+            outputs = operators.call(kind, shared, sample_id, shape, *(side if kind == "saliency_rois" else ()),
+                                     first=1 + 3 * chunk)
             for index, (name, _) in enumerate(views[3 * chunk : 3 * chunk + 3]):
                 windows.setdefault(name, []).append((outputs[2 * index], outputs[2 * index + 1]))
     return windows
 
 
-def _solarize(frames, limits):
-    """min(x, limit - x) per frame: limit 255 inverts the pixels >= 128 (BYOL's threshold),
-    510 leaves the frame as it is. Three operators where the textbook form takes eight."""
-    return fn.cast(dmath.min(frames, limits - frames), dtype=types.UINT8)
+def _operations(family: Family, table_spec, sample_id, seed: int, epoch: int) -> dict:
+    """Operation -> its drawn outputs for the family's frames. The single view's numbers ride
+    in its table row: no constant of its own."""
+    if not family.applied:
+        return {}
+    spec_node = table_spec if family.single else _constant(spec(family.augment_rows(), seed, epoch))
+    return operators.draw_operations(family.drawn, family.single, spec_node, sample_id)
 
 
-def _photometric(family: Family, table_spec, sample_id, seed: int, epoch: int):
-    """(matrices, sigmas, windows, solarise flags) of the family's frames, or None without
-    photometrics. The single view's numbers ride in its table row: no constant of its own."""
-    if not (family.colour or family.blur or family.solarize):
-        return None
-    if family.single:
-        return tuple(operators.call("photometric_single", table_spec, sample_id))
-    return tuple(operators.call("photometric", _constant(spec(family.augment_rows(), seed, epoch)), sample_id))
-
-
-def _family(image, family: Family, windows: list, photometric, dtype):
-    """[V, S, S, 3] frames of a family (a single view: [S, S, 3]), augmented and normalised."""
+def _family(image, family: Family, windows: list, drawn: dict, dtype):
+    """[V, S, S, 3] frames of a family (a single view: [S, S, 3]), its operations applied,
+    normalised between the pixel and the normalized stages."""
     frames = [fn.resize(image, roi_start=start, roi_end=end, roi_relative=False, size=[family.size, family.size],
                         interp_type=types.INTERP_LINEAR, antialias=True) for start, end in windows]
     frames = frames[0] if family.single else fn.stack(*frames, axis=0, axis_name="F")
-    per_frame = (lambda node: node) if family.single else fn.per_frame
-    if photometric is not None:
-        matrices, sigmas, windows, solarize = photometric
-        if family.colour:
-            frames = fn.coord_transform(frames, MT=per_frame(matrices), dtype=types.UINT8)
-        if family.blur:
-            # choice: the window spans +-3 sigma; BYOL's 23 taps at 224 px reach past that with
-            # weights under 0.3% (less than a grey level). On the CPU backend an unblurred
-            # frame gets 1 tap (no work); on the GPU, 3 taps of a tiny sigma cost less than
-            # the operator that would pass the windows.
-            window = {"window_size": per_frame(windows)} if image.device == "cpu" else {}
-            frames = fn.gaussian_blur(frames, sigma=per_frame(sigmas), **window)
-        if family.solarize:
-            frames = _solarize(frames, solarize)
-    return fn.crop_mirror_normalize(frames, dtype=dtype, output_layout="HWC" if family.single else "FHWC",
-                                    mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD))
+    for operation in family.applied:
+        if operation.stage == "pixels":
+            frames = operation.apply(frames, drawn[operation], family.single)
+    frames = fn.crop_mirror_normalize(frames, dtype=dtype, output_layout="HWC" if family.single else "FHWC",
+                                      mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD))
+    for operation in family.applied:
+        if operation.stage == "normalized":
+            frames = operation.apply(frames, drawn[operation], family.single)
+    return frames
 
 
 def _swap(view, anchors, shapes, batch_size: int):
@@ -105,11 +93,11 @@ def _swap(view, anchors, shapes, batch_size: int):
 def draw_parameters(plan: Plan, sample_id, shape, side: tuple, seed: int, epoch: int) -> dict:
     """Every CPU-side argument of the graph: the host stage, as DataNodes.
 
-    windows: family -> [(roi_start, roi_end)]; photometric: family -> nodes or None;
+    windows: family -> [(roi_start, roi_end)]; operations: family -> {operation: nodes};
     table: [R, 13]; swap: (anchors, shapes) or None."""
     table_spec = _constant(spec(plan.table_rows, seed, epoch))
     parameters = {"windows": _windows(plan, table_spec, sample_id, shape, side, seed, epoch),
-                  "photometric": {f.name: _photometric(f, table_spec, sample_id, seed, epoch) for f in plan.families}}
+                  "operations": {f.name: _operations(f, table_spec, sample_id, seed, epoch) for f in plan.families}}
     table = "view_table_saliency" if side else "view_table"
     parameters["table"] = operators.call(table, table_spec, sample_id, shape, *side)
     parameters["swap"] = (tuple(operators.call("swap", _constant(spec([plan.swap_row], seed, epoch)), sample_id))
@@ -126,7 +114,7 @@ def build_views(image, shape, sample_id, recipe: Recipe, batch_size: int, *, see
     side = (regions, region_scores) if recipe.saliency is not None else ()
     parameters = draw_parameters(plan, sample_id, shape, side, seed, epoch)
     dtype = _DALI_DTYPES[recipe.dtype]
-    outputs = {f.name: _family(image, f, parameters["windows"][f.name], parameters["photometric"][f.name], dtype)
+    outputs = {f.name: _family(image, f, parameters["windows"][f.name], parameters["operations"][f.name], dtype)
                for f in plan.families}
     outputs[TABLE] = parameters["table"]
     if recipe.swap is not None:

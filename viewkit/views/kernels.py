@@ -2,8 +2,9 @@
 
 Each kernel reads a sample's id and image shape plus a spec table (`viewkit.views.plan`)
 and writes the DALI arguments of its views: resize windows (the flip folded in as a
-reversed window), per-frame colour matrices, blur sigmas and solarise flags, the table
-of windows handed to torch, the swap box. Draws come from `viewkit.views.draws`, so two
+reversed window), the table of windows handed to torch, the swap box. The operations'
+kernels (colour matrices, blur sigmas, ...) are composed from their draws in
+`viewkit.views.entry_points`. Draws come from `viewkit.views.draws`, so two
 kernels that need the same window compute it alike, and a kernel holds no state.
 
 choice: numba kernels over `fn.python_function`: DALI calls them on its worker threads
@@ -11,25 +12,22 @@ without the GIL (a python_function spends ~1.6 us of GIL time per sample and out
 of a GPU step at 10k samples/s), and over DALI arithmetic on scalars (one operator per
 number, run one after another: 379 CPU operators for the heavy multi-crop recipe).
 DALI's numba operator takes at most 6 outputs, so views go three to a kernel. Their C
-entry points are in `viewkit.views.entry_points`, the DALI operators in `viewkit.views.operators`.
+entry points are generated from the table in `viewkit.views.operators`.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 
 from viewkit.views import draws
 from viewkit.views.compiled import kernel
 from viewkit.views.plan import FIXED
-from viewkit.views.rows import (AUGMENT_FIRST, BLUR_P, BLUR_SIGMA_MAX, BLUR_SIGMA_MIN, BRIGHTNESS, CONTRAST, CROP,
-                                CROP_FLIP_P, CROP_LOG_RATIO_MAX, CROP_LOG_RATIO_MIN, CROP_SCALE_MAX, CROP_SCALE_MIN,
-                                GREY_P, HUE, IMAGE_SIZE, JITTER_P, KIND, PAIR, PAIR_CROP, SAL_FALLBACK_MAX,
-                                SAL_FALLBACK_MIN, SAL_FLIP_P, SAL_LOG_RATIO_MAX, SAL_LOG_RATIO_MIN, SAL_SCALE_MAX,
-                                SAL_SCALE_MIN, SALIENCY, SATURATION, SOLARIZE_P, STREAM, SWAP, SWAP_CELLS, SWAP_COUNT,
-                                SWAP_GRID, SWAP_SIZE, TABLE_BOX, TABLE_FLIP, TABLE_HEIGHT, TABLE_PAIR_WINDOWS,
-                                TABLE_SCORE, TABLE_SWAP_CELLS, TABLE_WIDTH_PX, WHOLE, WHOLE_AUGMENT, WHOLE_FLIP_P)
+from viewkit.views.rows import (CROP, CROP_FLIP_P, CROP_LOG_RATIO_MAX, CROP_LOG_RATIO_MIN, CROP_SCALE_MAX,
+                                CROP_SCALE_MIN, IMAGE_SIZE, KIND, PAIR, PAIR_CROP, SAL_FALLBACK_MAX, SAL_FALLBACK_MIN,
+                                SAL_FLIP_P, SAL_LOG_RATIO_MAX, SAL_LOG_RATIO_MIN, SAL_SCALE_MAX, SAL_SCALE_MIN, SALIENCY,
+                                STREAM, SWAP, SWAP_CELLS, SWAP_COUNT, SWAP_GRID, SWAP_SIZE, TABLE_BOX, TABLE_FLIP,
+                                TABLE_HEIGHT, TABLE_PAIR_WINDOWS, TABLE_SCORE, TABLE_SWAP_CELLS, TABLE_WIDTH_PX, WHOLE,
+                                WHOLE_FLIP_P)
 
 EMPTY_REGIONS = np.zeros((0, 4), np.float32)  # side data of recipes without saliency crops
 EMPTY_SCORES = np.zeros(0, np.float32)
@@ -99,39 +97,9 @@ def rois(start0, end0, start1, end1, start2, end2, spec, sample_id, shape, regio
 
 
 @kernel
-def _photometric(spec, row, first_column, sample_id, matrix, sigma, window, solarize, frame):
-    """One frame's colour matrix, blur sigma and window, and solarise flag, from the augment
-    numbers at `first_column` of spec row `row`."""
-    seed, epoch = spec[0, 0], spec[0, 1]
-    stream = int(round(_number(spec, row, STREAM)))
-    c = first_column
-    draws.colour_matrix(seed, epoch, sample_id, stream, _number(spec, row, c + JITTER_P),
-                        _number(spec, row, c + BRIGHTNESS), _number(spec, row, c + CONTRAST),
-                        _number(spec, row, c + SATURATION), _number(spec, row, c + HUE), _number(spec, row, c + GREY_P),
-                        matrix)
-    drawn_sigma = draws.blur_sigma(seed, epoch, sample_id, stream, _number(spec, row, c + BLUR_P),
-                                   _number(spec, row, c + BLUR_SIGMA_MIN), _number(spec, row, c + BLUR_SIGMA_MAX))
-    sigma[frame] = drawn_sigma
-    # +-3 sigma (DALI's own window for a sigma); 1 tap for a frame left unblurred: no work
-    window[frame] = 1 if drawn_sigma == draws.NO_BLUR_SIGMA else 2 * int(math.ceil(3.0 * drawn_sigma)) + 1
-    # solarise as min(x, limit - x): 255 inverts pixels >= 128, 510 leaves every pixel be
-    solarize[frame] = 255 if draws.drawn(seed, epoch, sample_id, stream, draws.SOLARIZE,
-                                         _number(spec, row, c + SOLARIZE_P)) else 510
-
-
-@kernel
-def photometric(matrices, sigmas, windows, solarize, spec, sample_id):
-    for frame in range(spec.shape[0] - 1):
-        _photometric(spec, frame + 1, AUGMENT_FIRST, sample_id[0], matrices[frame], sigmas, windows,
-                     solarize[:, 0, 0, 0], frame)
-
-
-@kernel
-def photometric_single(matrix, sigma, window, solarize, spec, sample_id):
-    """The single view's photometrics, from its WHOLE row of the table."""
-    for row in range(1, spec.shape[0]):
-        if int(round(_number(spec, row, KIND))) == WHOLE:
-            _photometric(spec, row, WHOLE_AUGMENT, sample_id[0], matrix, sigma, window, solarize[:, 0, 0], 0)
+def crop_rois(start0, end0, start1, end1, start2, end2, spec, sample_id, shape, first):
+    """`rois` of a recipe without saliency crops: no side data."""
+    rois(start0, end0, start1, end1, start2, end2, spec, sample_id, shape, EMPTY_REGIONS, EMPTY_SCORES, first)
 
 
 @kernel

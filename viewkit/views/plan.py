@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from viewkit.views import operations
 from viewkit.views.augment import Augment, geometry_only
 from viewkit.views.families import Recipe
 from viewkit.views.rows import AUGMENT, CROP, IMAGE_SIZE, PAIR, SALIENCY, SWAP, WHOLE, WIDTH, row
@@ -38,26 +39,35 @@ class Family:
     name: str  # output key: a crop family's name, "original" or "saliency"
     size: int
     views: tuple[View, ...]
+    single: bool = False  # LeOCLR's original: one view, processed as an image, not as frames
+    applied: tuple[type, ...] = ()  # operations some view needs, in order (viewkit.views.operations)
+    drawn: tuple[type, ...] = ()  # operations its view kernel draws: `applied` and the papers'
 
-    @property
-    def colour(self) -> bool:
-        return any(v.augment.color_jitter_p > 0 or v.augment.grayscale_p > 0 for v in self.views)
-
-    @property
-    def blur(self) -> bool:
-        return any(v.augment.blur_p > 0 for v in self.views)
-
-    @property
-    def solarize(self) -> bool:
-        return any(v.augment.solarize_p > 0 for v in self.views)
-
-    @property
-    def single(self) -> bool:
-        """LeOCLR's original: one view, processed as an image, not as frames."""
-        return self.name == "original"
+    def operation_numbers(self, augment: Augment) -> tuple[float, ...]:
+        """The numbers of each drawn operation for a view, in turn (an operation the view
+        does not use: its defaults, which leave a frame as it is)."""
+        mine = {type(o): o for o in operations.of(augment)}
+        return tuple(n for kind in self.drawn for n in mine.get(kind, kind()).numbers())
 
     def augment_rows(self) -> list[tuple[float, ...]]:
-        return [row(AUGMENT, v.stream, augment_first=augment_numbers(v.augment)) for v in self.views]
+        return [row(AUGMENT, v.stream, augment_size=self.size, augment_first=self.operation_numbers(v.augment))
+                for v in self.views]
+
+
+def _family(name: str, size: int, views: list[View], single: bool = False) -> Family:
+    """choice: when a family applies any operation its kernel draws the papers' three too
+    (each a few draws a frame): every preset then needs one view kernel, compiled once,
+    whichever of colour, blur and solarise its families use."""
+    applied = []
+    for view in views:
+        for operation in operations.of(view.augment):
+            if operation.active() and type(operation) not in applied:
+                applied.append(type(operation))
+    papers = [kind for kind in operations.PAPERS if kind not in applied]
+    drawn = tuple(applied + papers) if applied else ()
+    order = {stage: index for index, stage in enumerate(operations.STAGES)}
+    return Family(name, size, tuple(views), single, tuple(sorted(applied, key=lambda kind: order[kind.stage])),
+                  tuple(sorted(drawn, key=lambda kind: order[kind.stage])))
 
 
 @dataclass(frozen=True)
@@ -80,11 +90,6 @@ class Plan:
         return layout
 
 
-def augment_numbers(a: Augment) -> tuple[float, ...]:
-    return (a.color_jitter_p, a.brightness, a.contrast, a.saturation, a.hue, a.grayscale_p, a.blur_p,
-            a.blur_sigma[0], a.blur_sigma[1], a.solarize_p)
-
-
 def _log(ratio: tuple[float, float]) -> tuple[float, float]:
     return math.log(ratio[0]), math.log(ratio[1])
 
@@ -102,14 +107,18 @@ def make_plan(recipe: Recipe, augment: bool = True) -> Plan:
                          crop_flip_p=a.flip_p)
             views.append(View(window, a, stream))
             stream += 1
-        families.append(Family(family.name, family.size, tuple(views)))
+        families.append(_family(family.name, family.size, views))
         table_rows += [v.row for v in views]
     if recipe.original is not None:
         a = keep(recipe.original.augment)
-        # the row carries its photometrics too: the single view's kernel reads them from the table
-        view = View(row(WHOLE, stream, whole_flip_p=a.flip_p, whole_augment=augment_numbers(a)), a, stream)
+        size = recipe.original.size
+        view = View(row(WHOLE, stream, whole_flip_p=a.flip_p), a, stream)
+        family = _family("original", size, [view], single=True)
+        # the row carries its operations' numbers too: the single view's kernel reads them from the table
+        view = replace(view, row=row(WHOLE, stream, whole_flip_p=a.flip_p, whole_size=size,
+                                     whole_augment=family.operation_numbers(a)))
         stream += 1
-        families.append(Family("original", recipe.original.size, (view,)))
+        families.append(replace(family, views=(view,)))
         table_rows.append(view.row)
     if recipe.saliency is not None:
         spec, views = recipe.saliency, []
@@ -123,7 +132,7 @@ def make_plan(recipe: Recipe, augment: bool = True) -> Plan:
                                   a, base + 1 + crop))
             table_rows.append(row(PAIR, base, pair_index=pair, pair_crop=0, **numbers))
         stream += 3 * spec.pairs
-        families.append(Family("saliency", spec.size, tuple(views)))
+        families.append(_family("saliency", spec.size, views))
     table_rows.append(row(IMAGE_SIZE, 0))
     swap_row = None
     if recipe.swap is not None:
@@ -138,10 +147,11 @@ def make_plan(recipe: Recipe, augment: bool = True) -> Plan:
 
 
 def spec(rows, seed: int, epoch: int, pad_to: int = 0) -> np.ndarray:
-    """[1 + rows, WIDTH] int64: the key row, then the rows in fixed point (zeros pad to `pad_to`)."""
+    """[1 + rows, columns] int64: the key row, then the rows in fixed point (zeros pad to
+    `pad_to` rows); WIDTH columns, or the longest row's."""
     if not 0 <= seed < 2**63 or not 0 <= epoch < 2**63:
         raise ValueError(f"seed {seed} and epoch {epoch} must be non-negative 63-bit integers")
-    table = np.zeros((1 + max(len(rows), pad_to), WIDTH), np.int64)
+    table = np.zeros((1 + max(len(rows), pad_to), max([WIDTH, *map(len, rows)])), np.int64)
     table[0, :2] = seed, epoch
     for i, numbers in enumerate(rows, start=1):
         table[i, : len(numbers)] = np.round(np.asarray(numbers, np.float64) * FIXED).astype(np.int64)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from viewkit.views import operations
 from viewkit.views.augment import BYOL_VIEW1, BYOL_VIEW2, MOCO_V2, SIMCLR, Augment
 from viewkit.views.families import Crops, Original, Recipe, RegionSwap, SaliencyCrops
 
@@ -66,7 +67,7 @@ PRESETS: dict[str, Recipe] = {
 _CROP_FIELDS = {f.name for f in dataclasses.fields(Crops)} - {"name"}
 
 
-_AUGMENT_FIELDS = {f.name for f in dataclasses.fields(Augment)}
+_AUGMENT_FIELDS = {f.name for f in dataclasses.fields(Augment)} - {"operations"}  # those: in a recipe's YAML
 
 
 def _frozen(value):
@@ -132,6 +133,9 @@ def get(name: str, **overrides) -> Recipe:
 
 
 def _to_plain(value):
+    if isinstance(value, Augment):
+        plain = {f.name: _to_plain(getattr(value, f.name)) for f in dataclasses.fields(value) if f.name != "operations"}
+        return {**plain, **({"operations": [operations.to_plain(o) for o in value.operations]} if value.operations else {})}
     if dataclasses.is_dataclass(value):
         return {f.name: _to_plain(getattr(value, f.name)) for f in dataclasses.fields(value) if f.name != "notes"}
     if isinstance(value, tuple):
@@ -144,7 +148,9 @@ def to_yaml(recipe: Recipe) -> str:
 
 
 def _augment(data) -> Augment:
-    return Augment(**{k: _frozen(v) for k, v in data.items()})
+    data = dict(data)
+    further = tuple(operations.from_plain(o) for o in data.pop("operations", None) or ())
+    return Augment(**{k: _frozen(v) for k, v in data.items()}, operations=further)
 
 
 def from_dict(data: dict) -> Recipe:

@@ -10,21 +10,20 @@ from __future__ import annotations
 
 # Row kinds (column KIND).
 CROP, WHOLE, SALIENCY, IMAGE_SIZE, PAIR, SWAP, AUGMENT = range(1, 8)
-WIDTH = 16  # columns of a row
+WIDTH = 16  # columns of a row, at least (a row of many operations' numbers is longer)
 
 KIND, STREAM = 0, 1
 
 # CROP: a random-resized crop (area and log aspect ranges) and its flip probability
 CROP_SCALE_MIN, CROP_SCALE_MAX, CROP_LOG_RATIO_MIN, CROP_LOG_RATIO_MAX, CROP_FLIP_P = 2, 3, 4, 5, 6
 
-# WHOLE: the whole image (LeOCLR's original); its photometrics ride on the row, from WHOLE_AUGMENT
-WHOLE_FLIP_P, WHOLE_AUGMENT = 2, 3
+# WHOLE: the whole image (LeOCLR's original); its operations' numbers ride on the row, from
+# WHOLE_AUGMENT (laid out as an AUGMENT row's)
+WHOLE_FLIP_P, WHOLE_SIZE, WHOLE_AUGMENT = 2, 3, 4
 
-# AUGMENT: one frame's photometrics, from AUGMENT_FIRST
-AUGMENT_FIRST = 2
-# the photometric numbers, as offsets from where they start in a row (augment_numbers' order)
-JITTER_P, BRIGHTNESS, CONTRAST, SATURATION, HUE, GREY_P, BLUR_P, BLUR_SIGMA_MIN, BLUR_SIGMA_MAX, SOLARIZE_P = range(10)
-AUGMENT_NUMBERS = 10
+# AUGMENT: one frame's operations: its side in pixels, then each drawn operation's numbers
+# in turn, from AUGMENT_FIRST (plan.Family.operation_numbers)
+AUGMENT_SIZE, AUGMENT_FIRST = 2, 3
 
 # SALIENCY (one crop of a pair; STREAM is the pair's pick stream) and PAIR (the pair's table row)
 PAIR_INDEX, PAIR_CROP = 2, 3
@@ -38,15 +37,12 @@ SWAP_GRID, SWAP_SIZE, SWAP_COUNT, SWAP_CELLS = 2, 3, 4, 5
 def row(kind: int, stream: int, **columns: float) -> tuple[float, ...]:
     """A row with named columns: `row(CROP, 3, crop_scale_min=0.2, ...)`; names are this
     module's constants in lower case. Columns not given are 0; a sequence fills from its column."""
-    values = [0.0] * WIDTH
-    values[KIND], values[STREAM] = kind, stream
-    last = STREAM
+    values = {KIND: kind, STREAM: stream}
     for name, value in columns.items():
         column = globals()[name.upper()]
         for offset, number in enumerate(value if isinstance(value, (tuple, list)) else (value,)):
             values[column + offset] = number
-            last = max(last, column + offset)
-    return tuple(values[:last + 1])
+    return tuple(values.get(column, 0.0) for column in range(max(values) + 1))
 
 
 # The table the graph hands to torch (one float32 row per view, pair, image size and swap),
