@@ -1,11 +1,14 @@
 """docs/views.md's output-contract table is what the loader hands out: every key of every
-preset's batch has a row, with its shape and dtype, and every row is some preset's key."""
+preset's batch (and of the patch-mask family's modes) has a row, with its shape and dtype,
+and every row is some recipe's key."""
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 from viewkit import ViewLoader, recipes
 from viewkit.loaders import RegionTable
+from viewkit.views.families import PatchMasks
 
 from test_view_hashes import small
 
@@ -27,6 +30,9 @@ def contract() -> dict[str, tuple[list[str], str]]:
 
 
 def expected_size(symbol: str, key: str, recipe, batch_size: int) -> int:
+    masks = next((f for f in recipe.families if key == f.name or key.startswith(f.name + "_")), None)
+    if symbol in ("H", "W", "T"):
+        return {"H": masks.grid[0], "W": masks.grid[1], "T": masks.targets}[symbol]
     family = next((c for c in recipe.crops if key.split("_")[0] == c.name or key.startswith(c.name + "_")
                    or key == c.name), None)
     if symbol.isdigit():
@@ -51,17 +57,19 @@ def expected_size(symbol: str, key: str, recipe, batch_size: int) -> int:
 def test_the_table_is_the_outputs_of_every_preset(embedded_shards):
     rows, used = contract(), set()
     assert rows, f"no output-contract table in {TABLE}"
-    for name in sorted(recipes.PRESETS):
-        recipe = small(name)
+    masked = [replace(small("moco_v2"), name=f"moco_v2+{mode}", families=(PatchMasks(mode=mode, grid=(6, 5)),))
+              for mode in ("random", "block", "multiblock")]
+    for recipe in [small(name) for name in sorted(recipes.PRESETS)] + masked:
+        name = recipe.name
         loader = ViewLoader(embedded_shards, recipe, 5, device="cpu", drop_last=False, threads=1, build_ahead=False)
         if recipe.saliency is not None:
             loader.set_side_data(RegionTable.empty(loader.shards.num_samples, recipe.saliency.max_regions))
         batch = next(iter(loader))
-        families = {c.name for c in recipe.crops}
+        families = {c.name: "<family>" for c in recipe.crops} | {f.name: "<masks>" for f in recipe.families}
         for key, tensor in batch.items():
             family = next((f for f in sorted(families, key=len, reverse=True) if key == f or key.startswith(f + "_")),
                           None)
-            row_key = key if key in rows else ("<family>" + key[len(family):] if family else key)
+            row_key = key if key in rows else (families[family] + key[len(family):] if family else key)
             assert row_key in rows, f"{name}: output {key!r} has no row in {TABLE.name}'s output contract"
             used.add(row_key)
             shape, dtype = rows[row_key]

@@ -98,7 +98,7 @@ def test_the_gpu_graph_has_few_cpu_operators(embedded_shards, name):
     views = sum(c.count for c in recipe.crops) + bool(recipe.original) + 2 * (recipe.saliency.pairs if recipe.saliency else 0)
     assert devices.count("mixed") == 1  # one decode, every view cut from it
     assert devices.count("cpu") <= 16, devices.count("cpu")
-    families = make_plan(recipe).families
+    families = make_plan(recipe).frames
     solarizing = sum(Solarize in family.applied for family in families)
     # a resize per view; per family a stack, colour, blur and normalise; 3 to solarise; 3 to swap
     assert devices.count("gpu") <= views + 4 * len(families) + 3 * solarizing + 3 * bool(recipe.swap)

@@ -66,8 +66,8 @@ def read_samples(shards: ShardSet, shard_order: list[int], rank: int, world: int
 
 
 def join_side_data(sample_id, recipe: Recipe, side_data) -> dict:
-    """Saliency regions and scores of each sample, joined by id; {} without saliency crops."""
-    if recipe.saliency is None:
+    """Saliency regions and scores of each sample, joined by id; {} for a recipe that reads none."""
+    if not recipe.regions:
         return {}
     regions, scores = fn.python_function(sample_id, function=side_data.join_batch, batch_processing=True,
                                          num_outputs=2)

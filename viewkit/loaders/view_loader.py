@@ -82,8 +82,8 @@ class ViewLoader:
                              f"{self.shards.num_samples} over {self.world_size} ranks); lower it or set drop_last=False")
         if self.shards.cache is not None:
             self._check_cache_budget()
-        if recipe.saliency is not None and side_data is None:
-            side_data = RegionTable.empty(self.shards.num_samples, recipe.saliency.max_regions)
+        if recipe.regions and side_data is None:
+            side_data = RegionTable.empty(self.shards.num_samples, recipe.regions)
         self._check_side_data(side_data)
         self.side_data = side_data
         self.epoch, self._step, self._checkpoint = 0, 0, None
@@ -122,11 +122,11 @@ class ViewLoader:
 
     def _check_side_data(self, side_data) -> None:
         """Rows are joined by sample id, so regions of other shards would land on the wrong images."""
-        if side_data is not None and self.recipe.saliency is not None:
+        if side_data is not None and self.recipe.regions:
             name = side_data.origin or "side data"
-            if side_data.max_regions != self.recipe.saliency.max_regions:
+            if side_data.max_regions != self.recipe.regions:
                 raise ValueError(f"{name} has {side_data.max_regions} regions per sample, the recipe's "
-                                 f"saliency.max_regions is {self.recipe.saliency.max_regions}")
+                                 f"saliency.max_regions is {self.recipe.regions}")
             fingerprint = self.shards.manifest["fingerprint"]
             if side_data.dataset and side_data.dataset != fingerprint:
                 raise ValueError(f"{name} was made for other shards (fingerprint {side_data.dataset[:12]}), not "

@@ -22,6 +22,7 @@ from viewkit.loaders.dataset import open_dataset
 from viewkit.loaders.pipeline import PipelineOptions, build_pipeline, join_side_data, read_samples
 from viewkit.loaders.side_data import RegionTable
 from viewkit.views import recipes
+from viewkit.views.families import Context
 from viewkit.views.graph import draw_parameters
 from viewkit.views.plan import make_plan
 
@@ -44,7 +45,7 @@ def operators(pipe) -> list[tuple[str, str]]:
 
 
 def _side(shards, recipe):
-    return RegionTable.empty(shards.num_samples, recipe.saliency.max_regions) if recipe.saliency else None
+    return RegionTable.empty(shards.num_samples, recipe.regions) if recipe.regions else None
 
 
 def host_stage(shards, recipe, batch_size: int, threads: int, parameters: bool):
@@ -59,7 +60,8 @@ def host_stage(shards, recipe, batch_size: int, threads: int, parameters: bool):
         if not parameters:
             return sample_id, shape
         side = join_side_data(sample_id, recipe, side_data)
-        nodes = draw_parameters(make_plan(recipe), sample_id, shape, tuple(side.values()), 0, 0)
+        context = Context(sample_id, shape, tuple(side.values()), 0, 0, batch_size)
+        nodes = draw_parameters(make_plan(recipe), context)
         return tuple(_flatten(nodes))
 
     pipe = pipeline()

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from viewkit.shards import format as fmt
+from viewkit.views import families
 from viewkit.views.augment import IMAGENET_MEAN, IMAGENET_STD
 from viewkit.writes import writing
 from viewkit.tools.argtypes import recipe_help
@@ -64,66 +65,52 @@ def to_image(view) -> Image.Image:
     return image.resize((_TILE, _TILE), Image.Resampling.BILINEAR)
 
 
-def swap_box_in_source(batch: dict, row: int, family: str, size: int) -> list[float]:
-    """The swap box (pixels of view 0) mapped back through view 0's crop window and flip."""
-    x0, y0, x1, y1 = batch[f"{family}_boxes"][0, row].tolist()
-    bx0, by0, bx1, by1 = batch["swap_box"].tolist()
-    if batch[f"{family}_flips"][0, row]:
-        bx0, bx1 = size - bx1, size - bx0
-    sx, sy = (x1 - x0) / size, (y1 - y0) / size
-    return [x0 + bx0 * sx, y0 + by0 * sy, x0 + bx1 * sx, y0 + by1 * sy]
+class Sheet:
+    """What a family draws of one sample (`sketch`): windows on the source, tiles after it."""
+
+    def __init__(self, source: Image.Image):
+        self.scale = (2 * _TILE) / source.height
+        self.source = source.resize((max(1, round(source.width * self.scale)), 2 * _TILE))
+        self._draw = ImageDraw.Draw(self.source)
+        self.tiles: list[Image.Image] = []
+
+    def rectangle(self, box, colour, width: int = 2) -> None:
+        """A window in source pixels, x0, y0, x1, y1."""
+        self._draw.rectangle([v * self.scale for v in box], outline=colour, width=width)
+
+    def tile(self, view, box=None) -> None:
+        """A normalised [3, S, S] view; `box` (fractions of its side) outlined in red."""
+        image = to_image(view)
+        if box is not None:
+            ImageDraw.Draw(image).rectangle([v * _TILE for v in box], outline=(255, 0, 0), width=2)
+        self.tiles.append(image)
+
+    def mask(self, light, dark=None) -> None:
+        """A patch mask [H, W] bool as a tile: `light` patches grey, `dark` black, others white."""
+        pixels = np.full((*light.shape, 3), 255, np.uint8)
+        pixels[light.cpu().numpy()] = 128
+        if dark is not None:
+            pixels[dark.cpu().numpy()] = 0
+        self.tiles.append(Image.fromarray(pixels).resize((_TILE, _TILE), Image.Resampling.NEAREST))
 
 
 def sample_row(batch: dict, row: int, source: Image.Image, recipe) -> Image.Image:
-    scale = (2 * _TILE) / source.height
-    canvas_source = source.resize((max(1, round(source.width * scale)), 2 * _TILE))
-    draw = ImageDraw.Draw(canvas_source)
-
-    def rectangle(box, colour, width=2):
-        draw.rectangle([v * scale for v in box], outline=colour, width=width)
-
-    tiles = []
-    for index, family in enumerate(recipe.crops):
-        for v in range(family.count):
-            rectangle(batch[f"{family.name}_boxes"][v, row].tolist(), _COLOURS[index % len(_COLOURS)])
-            tiles.append(to_image(batch[family.name][v, row]))
-    if recipe.original is not None:
-        tiles.append(to_image(batch["original"][row]))
-    if recipe.saliency is not None:
-        for j in range(recipe.saliency.pairs):
-            for crop in range(2):
-                rectangle(batch["saliency_boxes"][j, crop, row].tolist(), _COLOURS[-1], 1)
-                tiles.append(to_image(batch["saliency"][j, crop, row]))
-        for j in range(recipe.saliency.pairs):  # after the crops: the regions they jitter around stay visible
-            rectangle(batch["saliency_regions"][row, j].tolist(), (255, 255, 255), 3)
-    if recipe.swap is not None:
-        family = next(c for c in recipe.crops if c.name == recipe.swap.source)
-        rectangle(swap_box_in_source(batch, row, family.name, family.size), (255, 0, 0), 3)
-        composite = to_image(batch["swap"][row])
-        factor = _TILE / family.size
-        ImageDraw.Draw(composite).rectangle([v * factor for v in batch["swap_box"].tolist()], outline=(255, 0, 0), width=2)
-        tiles.append(composite)
-    per_line = max(1, -(-len(tiles) // 2))
-    width = canvas_source.width + per_line * _TILE
+    sheet = Sheet(source)
+    for index, family in enumerate(families.of(recipe)):
+        family.sketch(batch, row, sheet, _COLOURS[index % len(_COLOURS)])
+    per_line = max(1, -(-len(sheet.tiles) // 2))
+    width = sheet.source.width + per_line * _TILE
     line = Image.new("RGB", (width, 2 * _TILE), (32, 32, 32))
-    line.paste(canvas_source, (0, 0))
-    for k, tile in enumerate(tiles):
-        line.paste(tile, (canvas_source.width + (k % per_line) * _TILE, (k // per_line) * _TILE))
+    line.paste(sheet.source, (0, 0))
+    for k, tile in enumerate(sheet.tiles):
+        line.paste(tile, (sheet.source.width + (k % per_line) * _TILE, (k // per_line) * _TILE))
     return line
 
 
 def legend_entries(recipe) -> list[tuple[str, tuple[int, int, int]]]:
     """What each colour of the windows means, in the order sample_row draws them."""
-    entries = [(f"{family.name}: {family.count} x {family.size} px, scale {family.scale[0]:g}-{family.scale[1]:g}",
-                _COLOURS[index % len(_COLOURS)]) for index, family in enumerate(recipe.crops)]
-    if recipe.original is not None:
-        entries.append((f"original: whole image at {recipe.original.size} px (last tile)", (200, 200, 200)))
-    if recipe.saliency is not None:
-        entries += [("saliency regions", (255, 255, 255)),
-                    (f"saliency crops: {recipe.saliency.pairs} pairs x {recipe.saliency.size} px", _COLOURS[-1])]
-    if recipe.swap is not None:
-        entries.append(("swap box (pasted region of sample B-1-i)", (255, 0, 0)))
-    return entries
+    return [entry for index, family in enumerate(families.of(recipe))
+            for entry in family.legend(_COLOURS[index % len(_COLOURS)])]
 
 
 def legend(recipe) -> Image.Image:
@@ -144,7 +131,7 @@ def contact_sheet(shards: str, recipe_name: str, n: int, augment: bool, seed: in
     from viewkit.saliency import SaliencyStore
 
     recipe = recipes.get(recipe_name)
-    if saliency and recipe.saliency is None:
+    if saliency and not recipe.regions:
         raise ValueError(f"--saliency: recipe {recipe_name!r} has no saliency crops (sgcl has)")
     side_data = SaliencyStore(saliency).table() if saliency else None
     loader = ViewLoader(shards, recipe, batch_size=n, device="cpu", seed=seed, drop_last=False, augment=augment,
@@ -172,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{args.out}: {args.n} samples of recipe {args.recipe!r}, {sheet.width}x{sheet.height} px")
     from viewkit.views import recipes
 
-    if recipes.get(args.recipe).saliency is not None and not args.saliency:
+    if recipes.get(args.recipe).regions and not args.saliency:
         print("without a saliency store its saliency crops are the fallback, random crops: pass --saliency "
               "STORE (`viewkit saliency`) to see crops jittered around a store's regions")
     return 0

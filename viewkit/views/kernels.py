@@ -21,10 +21,10 @@ import numpy as np
 
 from viewkit.views import draws
 from viewkit.views.compiled import kernel
-from viewkit.views.plan import FIXED
 from viewkit.views.rows import (CROP, CROP_FLIP_P, CROP_LOG_RATIO_MAX, CROP_LOG_RATIO_MIN, CROP_SCALE_MAX,
-                                CROP_SCALE_MIN, IMAGE_SIZE, KIND, PAIR, PAIR_CROP, SAL_FALLBACK_MAX, SAL_FALLBACK_MIN,
-                                SAL_FLIP_P, SAL_LOG_RATIO_MAX, SAL_LOG_RATIO_MIN, SAL_SCALE_MAX, SAL_SCALE_MIN, SALIENCY,
+                                CROP_SCALE_MIN, FIXED, IMAGE_SIZE, KIND, PAIR, PAIR_CROP, SAL_FALLBACK_MAX,
+                                SAL_FALLBACK_MIN, SAL_FLIP_P, SAL_LOG_RATIO_MAX, SAL_LOG_RATIO_MIN, SAL_SCALE_MAX,
+                                SAL_SCALE_MIN, SALIENCY,
                                 STREAM, SWAP, SWAP_CELLS, SWAP_COUNT, SWAP_GRID, SWAP_SIZE, TABLE_BOX, TABLE_FLIP,
                                 TABLE_HEIGHT, TABLE_PAIR_WINDOWS, TABLE_SCORE, TABLE_SWAP_CELLS, TABLE_WIDTH_PX, WHOLE,
                                 WHOLE_FLIP_P)

@@ -23,8 +23,8 @@ def views_of_images(images: list[np.ndarray], recipe: Recipe, *, regions: list[n
     Image i of batch k has sample id k * len(images) + i: the draws are keyed by sample id,
     so each batch gets new views of the same pictures."""
     batch_size = len(images)
-    if recipe.saliency is not None and regions is None:
-        k = recipe.saliency.max_regions
+    if recipe.regions and regions is None:
+        k = recipe.regions
         regions = [np.zeros((k, 4), np.float32) for _ in images]
         region_scores = [np.zeros(k, np.float32) for _ in images]
     names, counter = [], iter(range(batches))
@@ -38,7 +38,7 @@ def views_of_images(images: list[np.ndarray], recipe: Recipe, *, regions: list[n
         image = fn.external_source(source=lambda: images, batch=True, layout="HWC")
         sample_id = fn.external_source(source=ids, batch=True, dtype=types.INT64)
         side = {}
-        if recipe.saliency is not None:
+        if recipe.regions:
             side = {"regions": fn.external_source(source=lambda: regions, batch=True, dtype=types.FLOAT),
                     "region_scores": fn.external_source(source=lambda: region_scores, batch=True, dtype=types.FLOAT)}
         outputs = build_views(image, fn.cast(image.shape(), dtype=types.INT64), sample_id, recipe, batch_size,

@@ -22,15 +22,22 @@ SIDE = (("float32", 2), ("float32", 1))  # saliency regions [K, 4], scores [K]
 WINDOWS = (("float32", (2,)),) * 6  # (y, x) start and end of three windows
 
 KERNELS = {
-    "view_table": Kernel("kernels.view_table", (("float32", ("rows", TABLE_WIDTH)),), (SPEC, SAMPLE_ID, SHAPE)),
-    "view_table_saliency": Kernel("kernels.view_table_saliency", (("float32", ("rows", TABLE_WIDTH)),),
+    "view_table": Kernel("viewkit.views.kernels:view_table", (("float32", ("rows", TABLE_WIDTH)),),
+                         (SPEC, SAMPLE_ID, SHAPE)),
+    "view_table_saliency": Kernel("viewkit.views.kernels:view_table_saliency", (("float32", ("rows", TABLE_WIDTH)),),
                                   (SPEC, SAMPLE_ID, SHAPE, *SIDE)),
-    "swap": Kernel("kernels.swap", (("int32", (2, 2)), ("int32", (2, 2))), (SPEC, SAMPLE_ID)),  # anchors, shapes
+    # the swap's anchors and shapes
+    "swap": Kernel("viewkit.views.kernels:swap", (("int32", (2, 2)), ("int32", (2, 2))), (SPEC, SAMPLE_ID)),
     # windows of the three view rows from row `first` of the spec (one entry point per chunk)
-    "crop_rois": Kernel("kernels.crop_rois", WINDOWS, (SPEC, SAMPLE_ID, SHAPE), ("first",)),
-    "saliency_rois": Kernel("kernels.rois", WINDOWS, (SPEC, SAMPLE_ID, SHAPE, *SIDE), ("first",)),
+    "crop_rois": Kernel("viewkit.views.kernels:crop_rois", WINDOWS, (SPEC, SAMPLE_ID, SHAPE), ("first",)),
+    "saliency_rois": Kernel("viewkit.views.kernels:rois", WINDOWS, (SPEC, SAMPLE_ID, SHAPE, *SIDE), ("first",)),
 }
 MAX_OUTPUTS = 6  # DALI's numba operator
+
+
+def constant(array):
+    """An int64 spec table (`viewkit.views.rows.spec`) as a graph constant, a kernel's input."""
+    return types.Constant(array, dtype=types.INT64)
 
 
 class NumbaKernel(NumbaFunction):
@@ -57,11 +64,16 @@ def _operator(source: str, name: str, outputs, inputs, depends=()) -> NumbaKerne
 def call(name: str, *inputs, **constants):
     """The outputs of kernel `name` of KERNELS on its inputs (DataNodes); constants by name,
     e.g. `call("crop_rois", spec, sample_id, shape, first=4)`: views 4..6 of the spec."""
-    declared = KERNELS[name]
+    return call_kernel(KERNELS[name], *inputs, **constants)
+
+
+def call_kernel(declared: Kernel, *inputs, **constants):
+    """The outputs of a declared kernel (a family's own) on its inputs."""
     if set(constants) != set(declared.constants):
-        raise TypeError(f"kernel {name} takes constants {declared.constants}, given {sorted(constants)}")
+        raise TypeError(f"kernel {declared.call} takes constants {declared.constants}, given {sorted(constants)}")
     values = tuple(constants[c] for c in declared.constants)
     source = entry_points.kernel_source(declared, values)
+    name = declared.call.rpartition(":")[2]
     return _operator(source, name, declared.outputs, declared.inputs)(*inputs)
 
 

@@ -18,6 +18,9 @@ For a batch of B samples (S: a family's view size, V: its view count, t: salienc
 | `swap_box` | [4] | int64 | x0, y0, x1, y1 pixels of the box (one per batch) |
 | `swap_cells` | [4] | int64 | the same in cells of the swap grid (`swap_grid` px, default 32) |
 | `swap_source` | [B] | int64 | B-1-i: whose region composite i holds |
+| `<masks>` (e.g. `masks`) | [B, H, W] | bool | patch masks (random, block): True where a patch is masked |
+| `<masks>_context` | [B, H, W] | bool | multi-block patch masks: the context block less the targets |
+| `<masks>_targets` | [B, T, H, W] | bool | multi-block patch masks: each target block |
 | `image_size` | [B, 2] | int64 | source height, width (loader) |
 | `label`, `id` | [B] | int64 | class index (-1: none) and global sample id (loader) |
 
@@ -30,26 +33,12 @@ from __future__ import annotations
 
 import torch
 
+from viewkit.views import families
 from viewkit.views.families import Recipe
 from viewkit.views.plan import TABLE, table_layout
-from viewkit.views.rows import (TABLE_BOX, TABLE_FLIP, TABLE_HEIGHT, TABLE_PAIR_WINDOWS, TABLE_SCORE, TABLE_SWAP_CELLS,
-                                TABLE_WIDTH_PX)
+from viewkit.views.rows import TABLE_HEIGHT, TABLE_WIDTH_PX
 
 _TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-def _frames(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """[B, V, S, S, 3] -> [V, B, 3, S, S], each view's [B, 3, S, S] channels_last: the one copy
-    between DALI's memory and the user's tensor (the permute and any dtype cast ride on it)."""
-    b, v, h, w, c = tensor.shape
-    out = torch.empty((v, b, h, w, c), dtype=dtype, device=tensor.device)
-    out.copy_(tensor.permute(1, 0, 2, 3, 4))
-    return out.permute(0, 1, 4, 2, 3)
-
-
-def _fresh(tensor: torch.Tensor) -> torch.Tensor:
-    """A contiguous copy: small tensors never alias DALI's buffers."""
-    return tensor.clone(memory_format=torch.contiguous_format)
 
 
 def image_size(batch: dict[str, torch.Tensor], recipe: Recipe) -> torch.Tensor:
@@ -58,39 +47,13 @@ def image_size(batch: dict[str, torch.Tensor], recipe: Recipe) -> torch.Tensor:
 
 
 def arrange(batch: dict[str, torch.Tensor], recipe: Recipe) -> dict[str, torch.Tensor]:
-    """DALI outputs (batch first, views of DALI's memory) -> the contract above."""
+    """DALI outputs (batch first, views of DALI's memory) -> the contract above, each family's
+    from its rows of the view table."""
     dtype = _TORCH_DTYPES[recipe.dtype]
     table = batch[TABLE]  # [B, R, 13]
     layout = table_layout(recipe)
     out = {}
-    for family in recipe.crops:
-        first, count = layout[family.name]
-        rows = table[:, first : first + count]
-        out[family.name] = _frames(batch[family.name], dtype)
-        out[f"{family.name}_boxes"] = _fresh(rows[..., TABLE_BOX:TABLE_BOX + 4].transpose(0, 1))
-        out[f"{family.name}_flips"] = rows[..., TABLE_FLIP].transpose(0, 1) > 0.5
-    if recipe.original is not None:
-        out["original"] = batch["original"].to(dtype=dtype, copy=True).permute(0, 3, 1, 2)  # [B, 3, S, S]
-        out["original_flip"] = table[:, layout["original"][0], TABLE_FLIP] > 0.5
-    if recipe.saliency is not None:
-        first, t = layout["saliency"]
-        rows = table[:, first : first + t]  # [B, t, 13]: region, score, window B', window B''
-        b = rows.shape[0]
-        out["saliency"] = _frames(batch["saliency"], dtype).unflatten(0, (t, 2))
-        windows = rows[..., TABLE_PAIR_WINDOWS:TABLE_PAIR_WINDOWS + 8]
-        out["saliency_boxes"] = _fresh(windows.reshape(b, t, 2, 4).permute(1, 2, 0, 3))
-        out["saliency_scores"] = _fresh(rows[..., TABLE_SCORE])
-        out["saliency_regions"] = _fresh(rows[..., TABLE_BOX:TABLE_BOX + 4])
-    if recipe.swap is not None:
-        row = table[0, layout["swap"][0]].to(torch.int64)  # sample 0's draw is the batch's box
-        swap = batch["swap"].to(dtype=dtype, copy=True).permute(0, 3, 1, 2)
-        b, _, h, w = swap.shape
-        box = row[TABLE_BOX:TABLE_BOX + 4]
-        out["swap"] = swap
-        out["swap_box"] = box
-        out["swap_cells"] = row[TABLE_SWAP_CELLS:TABLE_SWAP_CELLS + 4]
-        mask = torch.zeros((b, 1, h, w), dtype=torch.bool, device=swap.device)
-        mask[:, :, box[1] : box[3], box[0] : box[2]] = True
-        out["swap_mask"] = mask
-        out["swap_source"] = torch.arange(b - 1, -1, -1, device=swap.device)
+    for family in families.of(recipe):
+        first, count = layout[family.key]
+        out |= family.arrange(table[:, first:first + count], batch, dtype)
     return out

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import yaml
 
-from viewkit.views import operations
+from viewkit.views import families, operations
 from viewkit.views.augment import BYOL_VIEW1, BYOL_VIEW2, MOCO_V2, SIMCLR, Augment
-from viewkit.views.families import Crops, Original, Recipe, RegionSwap, SaliencyCrops
+from viewkit.views.families import FAMILIES, Crops, Original, Recipe, RegionSwap, SaliencyCrops
 
 _RATIO = (3 / 4, 4 / 3)
 
@@ -64,9 +64,6 @@ PRESETS: dict[str, Recipe] = {
     "scd": Recipe("scd", crops=(_two_views("global", (0.08, 1.0), (BYOL_VIEW1, BYOL_VIEW2)),)),
 }
 
-_CROP_FIELDS = {f.name for f in dataclasses.fields(Crops)} - {"name"}
-
-
 _AUGMENT_FIELDS = {f.name for f in dataclasses.fields(Augment)} - {"operations"}  # those: in a recipe's YAML
 
 
@@ -76,12 +73,16 @@ def _frozen(value):
 
 
 def _with_augment(recipe: Recipe, changes: dict) -> Recipe:
-    """Every view's Augment with `changes` applied (crops, original and saliency crops)."""
-    change = lambda augment: replace(augment, **changes)  # noqa: E731
-    crops = tuple(replace(c, augments=tuple(map(change, c.augments))) for c in recipe.crops)
-    original = replace(recipe.original, augment=change(recipe.original.augment)) if recipe.original else None
-    saliency = replace(recipe.saliency, augments=tuple(map(change, recipe.saliency.augments))) if recipe.saliency else None
-    return replace(recipe, crops=crops, original=original, saliency=saliency)
+    """Every view's Augment with `changes` applied (every family's `augments` or `augment`)."""
+    def change(family):
+        names = {f.name for f in dataclasses.fields(family)}
+        if "augments" in names:
+            return replace(family, augments=tuple(replace(a, **changes) for a in family.augments))
+        if "augment" in names:
+            return replace(family, augment=replace(family.augment, **changes))
+        return family
+
+    return _with_families(recipe, change)
 
 
 def _did_you_mean(word: str, choices) -> str:
@@ -103,39 +104,45 @@ def get(name: str, **overrides) -> Recipe:
     else:
         raise ValueError(f"unknown recipe {name!r}{_did_you_mean(name, PRESETS)}; presets: "
                          f"{', '.join(sorted(PRESETS))}, or a recipe's YAML file")
-    crops = {c.name: c for c in recipe.crops}
+    every = {f.key: f for f in families.of(recipe)}
     recipe_fields = {f.name for f in dataclasses.fields(Recipe)}
-    direct, augment_changes = {}, {}
+    direct, changed, augment_changes = {}, {}, {}
     for key, value in overrides.items():
-        # the longest crop family name the key starts with: family names may hold "_" too
-        family = next((name for name in sorted(crops, key=len, reverse=True) if key.startswith(name + "_")), None)
-        family, field = (family, key[len(family) + 1:]) if family else key.partition("_")[::2]
-        if family == "augment" and field in _AUGMENT_FIELDS:
-            augment_changes[field] = _frozen(value)
+        # the longest family name the key starts with: family names may hold "_" too
+        family = next((k for k in sorted(every, key=len, reverse=True) if key.startswith(k + "_")), None)
+        field = key[len(family) + 1:] if family else None
+        if key.startswith("augment_") and key[len("augment_"):] in _AUGMENT_FIELDS:
+            augment_changes[key[len("augment_"):]] = _frozen(value)
         elif key in recipe_fields:
             direct[key] = value
-        elif key == "original_size" and recipe.original is not None:
-            direct["original"] = replace(recipe.original, size=value)
-        elif family == "saliency" and recipe.saliency is not None and field in ("pairs", "size", "max_regions"):
-            direct["saliency"] = replace(direct.get("saliency", recipe.saliency), **{field: value})
-        elif family == "swap" and recipe.swap is not None and field in ("cells", "grid", "source"):
-            direct["swap"] = replace(direct.get("swap", recipe.swap), **{field: _frozen(value)})
-        elif family in crops and field in _CROP_FIELDS:
-            crops[family] = replace(crops[family], **{field: _frozen(value)})
+        elif family is not None and field in _settings(every[family]):
+            changed[family] = replace(changed.get(family, every[family]), **{field: _frozen(value)})
         else:
-            known = recipe_fields | {f"{c}_{f}" for c in crops for f in _CROP_FIELDS} | {
+            known = recipe_fields | {f"{k}_{f}" for k, spec in every.items() for f in _settings(spec)} | {
                 f"augment_{f}" for f in _AUGMENT_FIELDS}
             raise ValueError(f"unknown override {key!r} for recipe {name!r}{_did_you_mean(key, known)}: recipe "
-                             "fields, <family>_<field> "
-                             f"with family in {sorted(crops)}, or augment_<field>")
-    recipe = replace(recipe, crops=tuple(crops.values()), **direct)
+                             f"fields, <family>_<field> with family in {sorted(every)}, or augment_<field>")
+    recipe = _with_families(replace(recipe, **direct), lambda family: changed.get(family.key, family))
     return _with_augment(recipe, augment_changes) if augment_changes else recipe
+
+
+def _settings(family) -> set[str]:
+    """A family's fields an override may set (`<family>_<field>`): not its name or Augments."""
+    return {f.name for f in dataclasses.fields(family)} - {"name", "augments", "augment"}
+
+
+def _with_families(recipe: Recipe, change) -> Recipe:
+    """The recipe with every family replaced by change(family)."""
+    one = lambda family: None if family is None else change(family)  # noqa: E731
+    return replace(recipe, crops=tuple(map(one, recipe.crops)), original=one(recipe.original),
+                   saliency=one(recipe.saliency), swap=one(recipe.swap), families=tuple(map(one, recipe.families)))
 
 
 def _to_plain(value):
     if isinstance(value, Augment):
         plain = {f.name: _to_plain(getattr(value, f.name)) for f in dataclasses.fields(value) if f.name != "operations"}
-        return {**plain, **({"operations": [operations.to_plain(o) for o in value.operations]} if value.operations else {})}
+        further = [operations.to_plain(o) for o in value.operations]
+        return {**plain, **({"operations": further} if further else {})}
     if dataclasses.is_dataclass(value):
         return {f.name: _to_plain(getattr(value, f.name)) for f in dataclasses.fields(value) if f.name != "notes"}
     if isinstance(value, tuple):
@@ -144,7 +151,11 @@ def _to_plain(value):
 
 
 def to_yaml(recipe: Recipe) -> str:
-    return yaml.safe_dump(_to_plain(recipe), sort_keys=False)
+    plain = _to_plain(recipe)
+    plain["families"] = [{f.kind: _to_plain(f)} for f in recipe.families]
+    if not recipe.families:
+        del plain["families"]
+    return yaml.safe_dump(plain, sort_keys=False)
 
 
 def _augment(data) -> Augment:
@@ -153,22 +164,42 @@ def _augment(data) -> Augment:
     return Augment(**{k: _frozen(v) for k, v in data.items()}, operations=further)
 
 
+def _family(kind: type, data: dict):
+    """A family spec from its plain settings: Augments and tuples rebuilt."""
+    if not isinstance(data, dict):
+        raise ValueError(f"recipe: {kind.__name__} settings must be a mapping, got {data!r}")
+    values = {}
+    for key, value in data.items():
+        if key == "augments":
+            values[key] = tuple(_augment(a) for a in value)
+        elif key == "augment":
+            values[key] = _augment(value)
+        else:
+            values[key] = _frozen(value)
+    return kind(**values)
+
+
+def _further_family(data: dict):
+    """One of `families:` in YAML, `{kind: {setting: value}}`."""
+    if not isinstance(data, dict) or len(data) != 1:
+        raise ValueError(f"recipe: a further family is written {{kind: {{setting: value}}}}, got {data!r}")
+    (kind, settings), = data.items()
+    if kind not in FAMILIES:
+        raise ValueError(f"recipe: unknown family {kind!r}{_did_you_mean(kind, FAMILIES)}; known: {sorted(FAMILIES)}")
+    return _family(FAMILIES[kind], settings or {})
+
+
 def from_dict(data: dict) -> Recipe:
     """A recipe from plain data (YAML); unknown keys are errors that name the key."""
     data = dict(data)
     try:
-        crops = tuple(Crops(**{**c, "scale": tuple(c["scale"]), "ratio": tuple(c.get("ratio", _RATIO)),
-                               "augments": tuple(_augment(a) for a in c.get("augments", [{}]))})
-                      for c in data.pop("crops", []))
-        original = data.pop("original", None)
-        original = Original(size=original.get("size", 224), augment=_augment(original.get("augment", {}))) if original else None
-        saliency = data.pop("saliency", None)
-        if saliency:
-            saliency = SaliencyCrops(**{k: (tuple(_augment(a) for a in v) if k == "augments" else _frozen(v))
-                                        for k, v in saliency.items()})
-        swap = data.pop("swap", None)
-        swap = RegionSwap(**{k: _frozen(v) for k, v in swap.items()}) if swap else None
-        return Recipe(crops=crops, original=original, saliency=saliency, swap=swap, **data)
+        crops = tuple(_family(Crops, c) for c in data.pop("crops", None) or [])
+        papers = {}
+        for name, kind in (("original", Original), ("saliency", SaliencyCrops), ("swap", RegionSwap)):
+            settings = data.pop(name, None)
+            papers[name] = _family(kind, settings) if settings is not None else None
+        further = tuple(_further_family(f) for f in data.pop("families", None) or [])
+        return Recipe(crops=crops, families=further, **papers, **data)
     except TypeError as e:
         raise ValueError(f"recipe: {e} (see viewkit.views.families for the fields)") from None
 

@@ -1,12 +1,20 @@
-"""The columns of a spec row, by name: the one schema the planner writes (plan.py) and the
+"""The columns of a spec row, by name: the one schema the planner writes (families/) and the
 kernels read (kernels.py). A row is one view, one pair or one table row; column 0 is its
 kind, column 1 its stream (the counter its draws are keyed by), the rest depend on the kind.
 
 Names are plain module integers: numba reads them as compile-time constants, so a kernel
 that reads `spec[row, CROP_FLIP_P]` costs what `spec[row, 6]` did.
+
+The numbers travel as one int64 table per kernel call (`spec`): row 0 holds the key (seed,
+epoch), every other row one view or one output row, floats in 32.32 fixed point (DALI
+constants have no float64, and the 32-bit floats they do have would round the scales).
 """
 
 from __future__ import annotations
+
+import numpy as np
+
+FIXED = float(2**32)
 
 # Row kinds (column KIND).
 CROP, WHOLE, SALIENCY, IMAGE_SIZE, PAIR, SWAP, AUGMENT = range(1, 8)
@@ -22,7 +30,7 @@ CROP_SCALE_MIN, CROP_SCALE_MAX, CROP_LOG_RATIO_MIN, CROP_LOG_RATIO_MAX, CROP_FLI
 WHOLE_FLIP_P, WHOLE_SIZE, WHOLE_AUGMENT = 2, 3, 4
 
 # AUGMENT: one frame's operations: its side in pixels, then each drawn operation's numbers
-# in turn, from AUGMENT_FIRST (plan.Family.operation_numbers)
+# in turn, from AUGMENT_FIRST (frames.Frames.operation_numbers)
 AUGMENT_SIZE, AUGMENT_FIRST = 2, 3
 
 # SALIENCY (one crop of a pair; STREAM is the pair's pick stream) and PAIR (the pair's table row)
@@ -34,12 +42,14 @@ SAL_FALLBACK_MIN, SAL_FALLBACK_MAX, SAL_FLIP_P = 8, 9, 10
 SWAP_GRID, SWAP_SIZE, SWAP_COUNT, SWAP_CELLS = 2, 3, 4, 5
 
 
-def row(kind: int, stream: int, **columns: float) -> tuple[float, ...]:
+def row(kind: int, stream: int, names: dict | None = None, **columns: float) -> tuple[float, ...]:
     """A row with named columns: `row(CROP, 3, crop_scale_min=0.2, ...)`; names are this
-    module's constants in lower case. Columns not given are 0; a sequence fills from its column."""
+    module's constants in lower case (or those of `names`, a family's own columns). Columns
+    not given are 0; a sequence fills from its column."""
+    names = globals() if names is None else names
     values = {KIND: kind, STREAM: stream}
     for name, value in columns.items():
-        column = globals()[name.upper()]
+        column = names[name.upper()]
         for offset, number in enumerate(value if isinstance(value, (tuple, list)) else (value,)):
             values[column + offset] = number
     return tuple(values.get(column, 0.0) for column in range(max(values) + 1))
@@ -52,3 +62,15 @@ def row(kind: int, stream: int, **columns: float) -> tuple[float, ...]:
 TABLE_BOX, TABLE_FLIP, TABLE_SCORE, TABLE_PAIR_WINDOWS = 0, 4, 4, 5
 TABLE_SWAP_CELLS, TABLE_HEIGHT, TABLE_WIDTH_PX = 4, 0, 1
 TABLE_WIDTH = 13
+
+
+def spec(rows, seed: int, epoch: int) -> np.ndarray:
+    """[1 + rows, columns] int64: the key row, then the rows in fixed point; WIDTH columns, or
+    the longest row's."""
+    if not 0 <= seed < 2**63 or not 0 <= epoch < 2**63:
+        raise ValueError(f"seed {seed} and epoch {epoch} must be non-negative 63-bit integers")
+    table = np.zeros((1 + len(rows), max([WIDTH, *map(len, rows)])), np.int64)
+    table[0, :2] = seed, epoch
+    for i, numbers in enumerate(rows, start=1):
+        table[i, : len(numbers)] = np.round(np.asarray(numbers, np.float64) * FIXED).astype(np.int64)
+    return table
