@@ -197,6 +197,23 @@ def object_storage_rows() -> list[str]:
     return rows
 
 
+def views_cost_rows() -> list[str]:
+    rows = _header("| file | date | git | baseline | recipe | CPU ops | GPU ops | host stage core-ms/sample | "
+                   "host ratio | machine |")
+    for name, r in _lines("*.jsonl"):
+        if r.get("name") == "views-cost":
+            for recipe, g in r["graphs"].items():
+                rows.append(f"| {name} | {r['date']} | {r['git'][:7]}{' (dirty)' if r.get('dirty') else ''} | "
+                            f"{r['baseline'][:7]} | `{recipe}` | {g['cpu_baseline']} -> {g['cpu_this']} | "
+                            f"{g['gpu_baseline']} -> {g['gpu_this']} | {g['host_core_ms_per_sample_baseline']:.3f} -> "
+                            f"{g['host_core_ms_per_sample_this']:.3f} | {g['host_ratio']:.2f} | {r['cores']} cores |")
+            rows.append(f"| {name} | {r['date']} | {r['git'][:7]} | {r['baseline'][:7]} | every recipe above, one "
+                        f"process: kernels compiled {r['compile_s_baseline']:.1f} -> {r['compile_s_this']:.1f} s "
+                        f"({r['compile_s_ratio']:.2f}), loaded {r['cached_s_baseline']:.1f} -> "
+                        f"{r['cached_s_this']:.1f} s ({r['cached_s_ratio']:.2f}) | | | | | {r['cores']} cores |")
+    return rows
+
+
 def render() -> str:
     parts = [
         "# Benchmarks",
@@ -289,6 +306,15 @@ def render() -> str:
         "(as before part files); resident memory grown over the build, and the build's wall time.",
         "",
         *rank_memory_rows(),
+        "",
+        "## The view graph against an earlier revision",
+        "",
+        "`python benchmarks/views_cost.py --baseline REV`: each preset's GPU graph defined by this tree and by REV "
+        "(checked out apart), its CPU and GPU operators and its host stage (`viewkit bench --graph`, medians of "
+        "the rounds), and a new process's wait for the view kernels of every preset with numba's cache empty "
+        "(compiled) and filled (loaded); the trees alternate round by round.",
+        "",
+        *views_cost_rows(),
         "",
         "## A new process's first batch",
         "",

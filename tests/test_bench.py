@@ -1,6 +1,9 @@
 """`viewkit bench` end to end on the embedded default with tiny settings (no timing asserted)."""
 
 import json
+from dataclasses import replace
+
+import pytest
 
 from viewkit.tools import bench
 from viewkit.tools.bench_baseline import RecipeTransform, tars_for_workers, views_per_sample
@@ -46,6 +49,28 @@ def test_baseline_makes_views_of_the_recipes_shapes():
         if recipe.saliency:
             assert tuple(views["saliency"].shape) == (8, 3, 96, 96)
     assert views_per_sample(recipes.get("heavy_multicrop")) == (9, 3 * 224**2 + 6 * 96**2)
+
+
+def test_baseline_swaps_a_grid_box_of_the_reversed_batch_and_refuses_what_it_cannot_do():
+    import torch
+    from PIL import Image
+
+    from viewkit.views.families import PatchMasks
+
+    recipe = recipes.get("regioncl")
+    transform = RecipeTransform(recipe)
+    images = [Image.new("RGB", (300, 200), (40 * i, 60, 30)) for i in range(4)]
+    batch = transform.collate([transform(image) for image in images])
+    views, swap = batch["global"][:, 0], batch["swap"]
+    changed = (swap != views).any(dim=1)  # [B, S, S]
+    ys, xs = torch.nonzero(changed[0], as_tuple=True)
+    y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+    assert y0 % 32 == 0 and x0 % 32 == 0 and (y1 - y0) // 32 in (3, 4, 5) and (x1 - x0) // 32 in (3, 4, 5)
+    for i in range(4):
+        assert torch.equal(swap[i, :, y0:y1, x0:x1], views[3 - i, :, y0:y1, x0:x1])
+    assert views_per_sample(recipe) == (3, 3 * 224**2)
+    with pytest.raises(ValueError, match="no torchvision baseline for family 'masks'"):
+        RecipeTransform(replace(recipe, families=(PatchMasks(),)))
 
 
 def test_bench_train_reports_the_data_stall(embedded_shards, tmp_path):

@@ -116,6 +116,23 @@ def test_preview_draws_every_view(embedded_shards, tmp_path, capsys):
     assert ((pixels[..., 0] == 255) & (pixels[..., 1] == 0) & (pixels[..., 2] == 0)).sum() > 100  # swap boxes drawn
 
 
+def test_preview_draws_patch_masks_as_tiles(embedded_shards, tmp_path):
+    from viewkit.views.families import Crops, PatchMasks, Recipe
+
+    recipe = Recipe("masked", crops=(Crops("views", count=1, size=32, scale=(0.5, 1.0)),),
+                    families=(PatchMasks(mode="block", grid=(8, 8), ratio=0.4, min_block=4),))
+    path = tmp_path / "masked.yaml"
+    path.write_text(recipes.to_yaml(recipe))
+    out = tmp_path / "sheet.png"
+    assert main(["preview", str(embedded_shards), "--recipe", str(path), "--n", "2", "--out", str(out)]) == 0
+    pixels = np.asarray(Image.open(out))
+    top = legend(recipe).height + 4
+    row = pixels[top:top + 224]
+    # a mask tile: white kept patches and black masked ones, 14 px each (8 patches on 112 px)
+    black, white = (row == 0).all(axis=-1).sum(), (row == 255).all(axis=-1).sum()
+    assert black >= 0.3 * 112 * 112 * 0.9 and white >= 0.5 * 112 * 112 * 0.9, (black, white)
+
+
 def test_preview_draws_a_stores_regions(embedded_shards, coco_shards, tmp_path, capsys):
     from viewkit.saliency import SaliencyStore
     from viewkit.loaders.dataset import open_dataset

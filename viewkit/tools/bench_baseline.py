@@ -5,12 +5,11 @@ torchvision transforms v2 cut and augment every view, a DataLoader runs the work
 
 from __future__ import annotations
 
-import random
-
 import torch
 import webdataset as wds
 from torchvision.transforms import v2
 
+from viewkit.views import families
 from viewkit.views.augment import IMAGENET_MEAN, IMAGENET_STD, Augment, blur_window, geometry_only
 from viewkit.views.families import Recipe
 from viewkit.views.operations.random_erasing import RandomErasing
@@ -47,68 +46,31 @@ def photometric(augment: Augment, size: int, blur: str = "paper") -> list:
     return steps + [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(_MEAN, _STD), *after]
 
 
-def _region_crop(image, size: int, scale, ratio):
-    """SGCL's fallback crop of the bench (no regions): a random-resized crop of the image."""
-    return v2.RandomResizedCrop(size, scale=scale, ratio=ratio, antialias=True)(image)
-
-
 class RecipeTransform:
-    """PIL image -> dict of view tensors, every view cut from the one decoded image."""
+    """PIL image -> dict of view tensors, every view cut from the one decoded image; each
+    family's own torchvision baseline (its `baseline`), and the batch-level ones on collate."""
 
     def __init__(self, recipe: Recipe, augment: bool = True, blur: str = "paper"):
-        self.recipe = recipe
+        def chosen(augment_settings, size):
+            return photometric(augment_settings if augment else geometry_only(augment_settings), size, blur)
 
-        def chosen(a):
-            return a if augment else geometry_only(a)
-
-        self.families = [
-            (family, [v2.Compose([v2.RandomResizedCrop(family.size, scale=family.scale, ratio=family.ratio, antialias=True),
-                                  *photometric(chosen(family.augment(v)), family.size, blur)]) for v in range(family.count)])
-            for family in recipe.crops
-        ]
-        self.original = None
-        if recipe.original is not None:
-            size = recipe.original.size
-            self.original = v2.Compose([v2.Resize((size, size), antialias=True), *photometric(chosen(recipe.original.augment), size, blur)])
-        self.saliency = None
-        if recipe.saliency is not None:
-            spec = recipe.saliency
-            self.saliency = [v2.Compose(photometric(chosen(a), spec.size, blur)) for a in spec.augments]
+        self.per_image, self.per_batch = [], []
+        for family in families.of(recipe):
+            if family.baseline is None:
+                raise ValueError(f"viewkit bench: no torchvision baseline for family {family.key!r}; "
+                                 "use --baseline none")
+            per_image, per_batch = family.baseline(chosen)
+            self.per_image += [per_image] if per_image else []
+            self.per_batch += [per_batch] if per_batch else []
 
     def __call__(self, image) -> dict:
-        out = {}
-        for family, transforms in self.families:
-            out[family.name] = torch.stack([t(image) for t in transforms])
-        if self.original is not None:
-            out["original"] = self.original(image)
-        if self.saliency is not None:
-            spec = self.recipe.saliency
-            crops = [self.saliency[c](_region_crop(image, spec.size, spec.fallback_scale, spec.ratio))
-                     for _ in range(spec.pairs) for c in range(2)]
-            out["saliency"] = torch.stack(crops)
-        return out
+        return {key: value for views in self.per_image for key, value in views(image).items()}
 
-
-def swap_collate(recipe: Recipe):
-    """Default collation, plus RegionCL's batch-level swap as tensor ops when asked."""
-    collate = torch.utils.data.default_collate
-    if recipe.swap is None:
-        return collate
-
-    def with_swap(samples):
-        batch = collate(samples)
-        views = batch[recipe.swap.source][:, 0]
-        size = views.shape[-1]
-        cells = size // recipe.swap.grid
-        w, h = random.choice(recipe.swap.cells), random.choice(recipe.swap.cells)
-        x, y = random.randrange(cells - w + 1) * recipe.swap.grid, random.randrange(cells - h + 1) * recipe.swap.grid
-        w, h = w * recipe.swap.grid, h * recipe.swap.grid
-        composite = views.clone()
-        composite[:, :, y : y + h, x : x + w] = views.flip(0)[:, :, y : y + h, x : x + w]
-        batch["swap"] = composite
+    def collate(self, samples):
+        batch = torch.utils.data.default_collate(samples)
+        for per_batch in self.per_batch:
+            batch = per_batch(batch)
         return batch
-
-    return with_swap
 
 
 def tars_for_workers(tars: list[str], workers: int) -> list[str]:
@@ -131,25 +93,11 @@ def baseline_loader(tars: list[str], recipe: Recipe, batch_size: int, workers: i
                .to_tuple("jpg", "cls")
                .map(lambda sample: transform(sample[0]) | {"label": int(sample[1])}))
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers,
-                                       collate_fn=swap_collate(recipe), persistent_workers=False,
+                                       collate_fn=transform.collate, persistent_workers=False,
                                        prefetch_factor=PREFETCH if workers else None)
 
 
 def views_per_sample(recipe: Recipe) -> tuple[int, int]:
     """(views, output pixels) per source image."""
-    views = pixels = 0
-    for family in recipe.crops:
-        views += family.count
-        pixels += family.count * family.size**2
-    if recipe.original is not None:
-        views += 1
-        pixels += recipe.original.size**2
-    if recipe.saliency is not None:
-        views += 2 * recipe.saliency.pairs
-        pixels += 2 * recipe.saliency.pairs * recipe.saliency.size**2
-    if recipe.swap is not None:
-        source = next(c for c in recipe.crops if c.name == recipe.swap.source)
-        views += 1
-        pixels += source.size**2
-    return views, pixels
-
+    sizes = [size for family in families.of(recipe) for size in family.sizes(recipe)]
+    return len(sizes), sum(size**2 for size in sizes)

@@ -85,12 +85,13 @@ class Sheet:
             ImageDraw.Draw(image).rectangle([v * _TILE for v in box], outline=(255, 0, 0), width=2)
         self.tiles.append(image)
 
-    def mask(self, light, dark=None) -> None:
-        """A patch mask [H, W] bool as a tile: `light` patches grey, `dark` black, others white."""
-        pixels = np.full((*light.shape, 3), 255, np.uint8)
-        pixels[light.cpu().numpy()] = 128
-        if dark is not None:
-            pixels[dark.cpu().numpy()] = 0
+    def mask(self, grey=None, black=None) -> None:
+        """Patch masks [H, W] bool as a tile: `grey` patches grey, `black` black, others white."""
+        shape = (grey if grey is not None else black).shape
+        pixels = np.full((*shape, 3), 255, np.uint8)
+        for patches, level in ((grey, 128), (black, 0)):
+            if patches is not None:
+                pixels[patches.cpu().numpy()] = level
         self.tiles.append(Image.fromarray(pixels).resize((_TILE, _TILE), Image.Resampling.NEAREST))
 
 

@@ -13,15 +13,13 @@ def training_resolution(checkpoint: str) -> int:
     """The side of the views a checkpoint's network was trained on (its recipe's first global
     views): evaluating a network trained at 64 px on 224 px images measures another network."""
     from viewkit.trainer.config import TrainConfig
-    from viewkit.views import recipes
+    from viewkit.views import families, recipes
 
     config = ckpt.load(checkpoint)["config"]
     known = {key: value for key, value in config.items() if key in TrainConfig.__dataclass_fields__}
     trained = TrainConfig(**known)
     recipe = recipes.get(trained.recipe_name, **trained.recipe_overrides)
-    if recipe.crops:
-        return recipe.crops[0].size
-    return (recipe.original or recipe.saliency).size
+    return next(size for family in families.of(recipe) for size in family.sizes(recipe))
 
 
 def load_backbone(checkpoint: str | None, random_init: bool, arch: str | None, seed: int,

@@ -71,6 +71,19 @@ class Crops:
                 f"{self.name}_boxes": fresh(rows[..., TABLE_BOX:TABLE_BOX + 4].transpose(0, 1)),
                 f"{self.name}_flips": rows[..., TABLE_FLIP].transpose(0, 1) > 0.5}
 
+    def sizes(self, recipe) -> list[int]:
+        """The side of each view it cuts (`viewkit bench` counts views and pixels)."""
+        return [self.size] * self.count
+
+    def baseline(self, photometric):
+        """`viewkit bench`'s torchvision baseline of the family: (per image, per batch)."""
+        import torch
+        from torchvision.transforms import v2
+
+        transforms = [v2.Compose([v2.RandomResizedCrop(self.size, scale=self.scale, ratio=self.ratio, antialias=True),
+                                  *photometric(self.augment(v), self.size)]) for v in range(self.count)]
+        return (lambda image: {self.name: torch.stack([t(image) for t in transforms])}), None
+
     def sketch(self, batch, row, sheet, colour) -> None:
         for v in range(self.count):
             sheet.rectangle(batch[f"{self.name}_boxes"][v, row].tolist(), colour)

@@ -46,6 +46,16 @@ class Original:
     def arrange(self, rows, batch, dtype) -> dict:
         return {"original": image(batch["original"], dtype), "original_flip": rows[:, 0, TABLE_FLIP] > 0.5}
 
+    def sizes(self, recipe) -> list[int]:
+        return [self.size]
+
+    def baseline(self, photometric):
+        from torchvision.transforms import v2
+
+        transform = v2.Compose([v2.Resize((self.size, self.size), antialias=True),
+                                *photometric(self.augment, self.size)])
+        return (lambda image: {"original": transform(image)}), None
+
     def sketch(self, batch, row, sheet, colour) -> None:
         sheet.tile(batch["original"][row])
 

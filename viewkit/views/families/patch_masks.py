@@ -265,12 +265,17 @@ class PatchMasks:
                     f"{self.name}_targets": batch[f"{self.name}_targets"].to(torch.bool)}
         return {self.name: batch[self.name].to(torch.bool)}
 
+    def sizes(self, recipe) -> list[int]:
+        return []  # no image work
+
+    baseline = None  # `viewkit bench` has no torchvision baseline for it: run it with --baseline none
+
     def sketch(self, batch, row, sheet, colour) -> None:
         if self.mode == "multiblock":
-            sheet.mask(batch[f"{self.name}_context"][row], batch[f"{self.name}_targets"][row].any(dim=0))
+            sheet.mask(grey=batch[f"{self.name}_context"][row], black=batch[f"{self.name}_targets"][row].any(dim=0))
         else:
-            sheet.mask(batch[self.name][row])
+            sheet.mask(black=batch[self.name][row])
 
     def legend(self, colour) -> list:
-        what = "context light, targets dark" if self.mode == "multiblock" else "masked dark"
+        what = "context grey, targets black" if self.mode == "multiblock" else "masked black"
         return [(f"{self.name}: {self.mode} patch masks, {self.grid[0]} x {self.grid[1]} ({what}; a tile)", colour)]

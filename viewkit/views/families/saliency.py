@@ -78,6 +78,22 @@ class SaliencyCrops:
                 "saliency_scores": fresh(rows[..., TABLE_SCORE]),
                 "saliency_regions": fresh(rows[..., TABLE_BOX:TABLE_BOX + 4])}
 
+    def sizes(self, recipe) -> list[int]:
+        return [self.size] * (2 * self.pairs)
+
+    def baseline(self, photometric):
+        """Without regions (the bench has none): SGCL's fallback, random-resized crops."""
+        import torch
+        from torchvision.transforms import v2
+
+        crop = v2.RandomResizedCrop(self.size, scale=self.fallback_scale, ratio=self.ratio, antialias=True)
+        transforms = [v2.Compose(photometric(a, self.size)) for a in self.augments]
+
+        def views(image):
+            return {"saliency": torch.stack([transforms[c](crop(image)) for _ in range(self.pairs) for c in range(2)])}
+
+        return views, None
+
     def sketch(self, batch, row, sheet, colour) -> None:
         for j in range(self.pairs):
             for crop in range(2):

@@ -78,6 +78,26 @@ class RegionSwap:
         return {"swap": swap, "swap_box": box, "swap_cells": box_row[TABLE_SWAP_CELLS:TABLE_SWAP_CELLS + 4],
                 "swap_mask": mask, "swap_source": torch.arange(b - 1, -1, -1, device=swap.device)}
 
+    def sizes(self, recipe) -> list[int]:
+        return [self._source(recipe).size]
+
+    def baseline(self, photometric):
+        """RegionCL's batch-level swap as tensor ops on the collated batch."""
+        import random
+
+        def swap(batch):
+            views = batch[self.source][:, 0]
+            cells = views.shape[-1] // self.grid
+            w, h = random.choice(self.cells), random.choice(self.cells)
+            x, y = random.randrange(cells - w + 1) * self.grid, random.randrange(cells - h + 1) * self.grid
+            w, h = w * self.grid, h * self.grid
+            composite = views.clone()
+            composite[:, :, y:y + h, x:x + w] = views.flip(0)[:, :, y:y + h, x:x + w]
+            batch["swap"] = composite
+            return batch
+
+        return None, swap
+
     def sketch(self, batch, row, sheet, colour) -> None:
         """The box (pixels of view 0) mapped back through view 0's crop window and flip."""
         size = int(batch[self.source].shape[-1])
