@@ -52,7 +52,8 @@ def test_entry_points_load_from_the_cache_in_a_new_process(tmp_path):
         table = entry_points.kernel_source(KERNELS["view_table"], ())
         rois = entry_points.kernel_source(KERNELS["crop_rois"], (4,))
         family = entry_points.operations_source(operations.PAPERS, single=False)
-        print(*(entry_points.compiled(source, "probe")[0].cache_hits for source in (table, rois, family)))
+        setup = entry_points.setup_source(KERNELS["view_table"].outputs)
+        print(*(entry_points.compiled(source, setup, "probe")[0].cache_hits for source in (table, rois, family)))
     """
     cache = tmp_path / "numba-cache"
     assert _run(probe, PACKAGE.parent, NUMBA_CACHE_DIR=str(cache)).split() == ["0", "0", "0"]

@@ -17,6 +17,7 @@ compiled on first use once per install, loaded by later processes.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import threading
 from dataclasses import dataclass
@@ -109,9 +110,10 @@ def _arrays(side: str, declared) -> list[str]:
     return [f"    {side}{k} = _array{rank}({pointers}, {k}, np.{dtype})" for k, (dtype, rank) in enumerate(declared)]
 
 
-def _setup(outputs) -> str:
-    """Setup: every sample's output shapes; "rows" in a shape is the spec's rows but the key."""
-    lines = ["def setup(out_shapes, out_ranks, num_outs, in_shapes, in_ranks, num_ins, num_samples):",
+def setup_source(outputs) -> str:
+    """Setup: every sample's output shapes; "rows" in a shape is the spec's rows but the key.
+    Its own module: kernels with the same outputs (the chunks of the window kernel) share it."""
+    lines = [_PROLOGUE, "def setup(out_shapes, out_ranks, num_outs, in_shapes, in_ranks, num_ins, num_samples):",
              "    for sample in range(num_samples):",
              "        rows = _spec_rows(in_shapes, sample) - 1"]
     for k, (_, shape) in enumerate(outputs):
@@ -131,7 +133,7 @@ def kernel_source(declared: Kernel, constants: tuple) -> str:
     arguments += [repr(value) for value in constants]
     return "\n".join([_PROLOGUE, f"from {module} import {function} as kernel", "", "", _header(),
                       *_arrays("o", outputs), *_arrays("i", declared.inputs),
-                      f"    kernel({', '.join(arguments)})", "", "", _setup(declared.outputs)])
+                      f"    kernel({', '.join(arguments)})", ""])
 
 
 def operations_source(kinds: tuple[type, ...], single: bool) -> str:
@@ -162,8 +164,14 @@ def operations_source(kinds: tuple[type, ...], single: bool) -> str:
         column, output = column + count, output + len(k.outputs)
     body.append("        frame += 1")
     return "\n".join([_PROLOGUE, *imports, "", "", _header(),
-                      *_arrays("o", [(dtype, len(shape)) for dtype, shape in outputs]), *body, "", "",
-                      _setup(outputs)])
+                      *_arrays("o", [(dtype, len(shape)) for dtype, shape in outputs]), *body, ""])
+
+
+def foreign_module(module: str) -> tuple[str, ...]:
+    """The file of a kernel's module declared outside viewkit (a family's own): a change to it
+    is a new kernel."""
+    path = importlib.import_module(module).__file__
+    return () if inside_package(path) else (path,)
 
 
 def foreign_files(kinds: tuple[type, ...]) -> tuple[str, ...]:
@@ -175,11 +183,12 @@ _compiled: dict = {}
 _lock = threading.Lock()  # the next epoch's pipeline is built on a background thread
 
 
-def compiled(source: str, name: str, depends: tuple[str, ...] = ()):
-    """(run, setup) of generated `source` as numba C callbacks (`.address` for DALI), compiled or
+def compiled(run: str, setup: str, name: str, depends: tuple[str, ...] = ()):
+    """(run, setup) of generated sources as numba C callbacks (`.address` for DALI), compiled or
     loaded from the cache on first use in the process."""
     with _lock:
-        if source not in _compiled:
-            module = generated(source, name, depends)
-            _compiled[source] = entry_point(module.run, _RUN), entry_point(module.setup, _SETUP)
-        return _compiled[source]
+        if run not in _compiled:
+            _compiled[run] = entry_point(generated(run, name, depends).run, _RUN)
+        if setup not in _compiled:
+            _compiled[setup] = entry_point(generated(setup, "setup").setup, _SETUP)
+        return _compiled[run], _compiled[setup]

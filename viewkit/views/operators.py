@@ -55,7 +55,7 @@ class NumbaKernel(NumbaFunction):
 
 
 def _operator(source: str, name: str, outputs, inputs, depends=()) -> NumbaKernel:
-    run, setup = entry_points.compiled(source, name, depends)
+    run, setup = entry_points.compiled(source, entry_points.setup_source(outputs), name, depends)
     return NumbaKernel(run, setup, out_types=[_DALI[dtype] for dtype, _ in outputs],
                        outs_ndim=[len(shape) for _, shape in outputs], in_types=[_DALI[dtype] for dtype, _ in inputs],
                        ins_ndim=[rank for _, rank in inputs])
@@ -73,8 +73,8 @@ def call_kernel(declared: Kernel, *inputs, **constants):
         raise TypeError(f"kernel {declared.call} takes constants {declared.constants}, given {sorted(constants)}")
     values = tuple(constants[c] for c in declared.constants)
     source = entry_points.kernel_source(declared, values)
-    name = declared.call.rpartition(":")[2]
-    return _operator(source, name, declared.outputs, declared.inputs)(*inputs)
+    module, name = declared.call.split(":")
+    return _operator(source, name, declared.outputs, declared.inputs, entry_points.foreign_module(module))(*inputs)
 
 
 def draw_operations(kinds: tuple[type, ...], single: bool, spec, sample_id) -> dict[type, tuple]:
