@@ -130,7 +130,8 @@ def kernel_source(declared: Kernel, constants: tuple) -> str:
     module, function = declared.call.split(":")
     outputs = [(dtype, len(shape)) for dtype, shape in declared.outputs]
     arguments = [f"o{k}" for k in range(len(outputs))] + [f"i{k}" for k in range(len(declared.inputs))]
-    arguments += [repr(value) for value in constants]
+    # np.int64(...): a literal would make numba compile the kernel once per value (a chunk's first row)
+    arguments += [f"np.int64({int(value)})" for value in constants]
     return "\n".join([_PROLOGUE, f"from {module} import {function} as kernel", "", "", _header(),
                       *_arrays("o", outputs), *_arrays("i", declared.inputs),
                       f"    kernel({', '.join(arguments)})", ""])
