@@ -32,7 +32,7 @@ import json, sys
 from types import SimpleNamespace
 from viewkit.tools.bench_graph import bench_graph
 args = SimpleNamespace(recipe=sys.argv[2], shards=sys.argv[1], batch_size=64, device="gpu", workers=2,
-                       batches=10, warmup=2, rounds=1)
+                       batches=28, warmup=2, rounds=1)
 r = bench_graph(args)
 print(json.dumps({k: r[k] for k in ("cpu", "gpu", "mixed", "host_core_ms_per_sample", "floor_core_ms_per_sample")}))
 """
@@ -86,7 +86,7 @@ def main() -> None:
         from viewkit.shards import sources
         from viewkit.shards.writer import ShardOptions, write_dataset
 
-        source = write_embedded_dataset(tmp / "source", num_images=1024)
+        source = write_embedded_dataset(tmp / "source", num_images=2048)
         shards = tmp / "shards"
         write_dataset(sources.folder_items(source["images"]), shards, split="train",
                       options=ShardOptions(shard_samples=256, workers=1), progress=False)

@@ -97,12 +97,6 @@ def rois(start0, end0, start1, end1, start2, end2, spec, sample_id, shape, regio
 
 
 @kernel
-def crop_rois(start0, end0, start1, end1, start2, end2, spec, sample_id, shape, first):
-    """`rois` of a recipe without saliency crops: no side data."""
-    rois(start0, end0, start1, end1, start2, end2, spec, sample_id, shape, EMPTY_REGIONS, EMPTY_SCORES, first)
-
-
-@kernel
 def _swap(spec, row, sample_id):
     """Cells of the swap box: x, y, width, height (RegionCL: sizes drawn independently)."""
     seed, epoch = spec[0, 0], spec[0, 1]

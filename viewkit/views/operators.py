@@ -29,7 +29,8 @@ KERNELS = {
     # the swap's anchors and shapes
     "swap": Kernel("viewkit.views.kernels:swap", (("int32", (2, 2)), ("int32", (2, 2))), (SPEC, SAMPLE_ID)),
     # windows of the three view rows from row `first` of the spec (one entry point per chunk)
-    "crop_rois": Kernel("viewkit.views.kernels:crop_rois", WINDOWS, (SPEC, SAMPLE_ID, SHAPE), ("first",)),
+    "crop_rois": Kernel("viewkit.views.kernels:rois", WINDOWS, (SPEC, SAMPLE_ID, SHAPE), ("first",),
+                        ("EMPTY_REGIONS", "EMPTY_SCORES")),  # no side data: empty regions
     "saliency_rois": Kernel("viewkit.views.kernels:rois", WINDOWS, (SPEC, SAMPLE_ID, SHAPE, *SIDE), ("first",)),
 }
 MAX_OUTPUTS = 6  # DALI's numba operator
