@@ -108,7 +108,9 @@ from viewkit.views.entry_points import _array1, _array2, _array3, _array4, _set_
 def _arrays(side: str, declared) -> list[str]:
     """Lines binding o0, o1, ... (outputs) or i0, i1, ... (inputs) to one sample's arrays."""
     pointers = "outs, out_shapes, out_ranks" if side == "o" else "ins, in_shapes, in_ranks"
-    return [f"    {side}{k} = _array{rank}({pointers}, {k}, np.{dtype})" for k, (dtype, rank) in enumerate(declared)]
+    # numbers as np.int64: a literal is a type of its own to numba, one more compilation each
+    return [f"    {side}{k} = _array{rank}({pointers}, np.int64({k}), np.{dtype})"
+            for k, (dtype, rank) in enumerate(declared)]
 
 
 def setup_source(outputs) -> str:
@@ -118,8 +120,8 @@ def setup_source(outputs) -> str:
              "    for sample in range(num_samples):",
              "        rows = _spec_rows(in_shapes, sample) - 1"]
     for k, (_, shape) in enumerate(outputs):
-        extents = ", ".join(str(e) for e in shape)
-        lines.append(f"        _set_shape(out_shapes, num_samples, {k}, sample, ({extents},))")
+        extents = ", ".join(e if e == "rows" else f"np.int64({e})" for e in shape)
+        lines.append(f"        _set_shape(out_shapes, num_samples, np.int64({k}), sample, ({extents},))")
     return "\n".join(lines) + "\n"
 
 
@@ -152,7 +154,7 @@ def operations_source(kinds: tuple[type, ...], single: bool) -> str:
             "_array1(ins, in_shapes, in_ranks, 1, np.int64)[0]",
             "    seed, epoch = spec[0, 0], spec[0, 1]",
             f"    numbers = np.empty({max(counts)})",
-            "    frame = 0",
+            "    frame = np.int64(0)  # not the literal 0: numba would compile each draw for it too",
             "    for row in range(1, spec.shape[0]):",
             f"        if spec[row, {KIND}] != {int(kind * FIXED)}:",
             "            continue",
