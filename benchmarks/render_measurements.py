@@ -207,6 +207,10 @@ def views_cost_rows() -> list[str]:
                             f"{r['baseline'][:7]} | `{recipe}` | {g['cpu_baseline']} -> {g['cpu_this']} | "
                             f"{g['gpu_baseline']} -> {g['gpu_this']} | {g['host_core_ms_per_sample_baseline']:.3f} -> "
                             f"{g['host_core_ms_per_sample_this']:.3f} | {g['host_ratio']:.2f} | {r['cores']} cores |")
+            if "host_ratio_geomean" in r:
+                rows.append(f"| {name} | {r['date']} | {r['git'][:7]} | {r['baseline'][:7]} | every recipe above: "
+                            f"geometric mean of the host ratios (batch {r['batch_size']}) | | | | "
+                            f"{r['host_ratio_geomean']:.2f} | {r['cores']} cores |")
             rows.append(f"| {name} | {r['date']} | {r['git'][:7]} | {r['baseline'][:7]} | every recipe above, one "
                         f"process: kernels compiled {r['compile_s_baseline']:.1f} -> {r['compile_s_this']:.1f} s "
                         f"({r['compile_s_ratio']:.2f}), loaded {r['cached_s_baseline']:.1f} -> "

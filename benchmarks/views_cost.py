@@ -8,7 +8,8 @@ against a later process's (loading them).
 
 REV is checked out into a temporary folder (`git archive`); each tree runs in its own
 processes with its own empty numba cache, the trees alternating round by round. The
-shards are the embedded dataset, written once by this tree.
+shards are the embedded dataset, written once by this tree; a host stage is timed over one
+epoch's batches but four, three times in its process (`viewkit bench --graph --rounds 3`).
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ GRAPH = """
 import json, sys
 from types import SimpleNamespace
 from viewkit.tools.bench_graph import bench_graph
-args = SimpleNamespace(recipe=sys.argv[2], shards=sys.argv[1], batch_size=64, device="gpu", workers=2,
-                       batches=28, warmup=2, rounds=1)
+args = SimpleNamespace(recipe=sys.argv[2], shards=sys.argv[1], batch_size=int(sys.argv[3]), device="gpu", workers=2,
+                       batches=int(sys.argv[4]), warmup=2, rounds=3)
 r = bench_graph(args)
 print(json.dumps({k: r[k] for k in ("cpu", "gpu", "mixed", "host_core_ms_per_sample", "floor_core_ms_per_sample")}))
 """
@@ -72,6 +73,8 @@ def main() -> None:
     parser.add_argument("--baseline", required=True, help="git revision to compare against")
     parser.add_argument("--presets", nargs="+", default=PRESETS)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--images", type=int, default=2048, help="embedded images sharded for the host stage")
+    parser.add_argument("--batch-size", type=int, default=64, help="host stage batch (an epoch's batches are timed)")
     parser.add_argument("--json", help="append the result as a JSON line")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -86,7 +89,7 @@ def main() -> None:
         from viewkit.shards import sources
         from viewkit.shards.writer import ShardOptions, write_dataset
 
-        source = write_embedded_dataset(tmp / "source", num_images=2048)
+        source = write_embedded_dataset(tmp / "source", num_images=args.images)
         shards = tmp / "shards"
         write_dataset(sources.folder_items(source["images"]), shards, split="train",
                       options=ShardOptions(shard_samples=256, workers=1), progress=False)
@@ -97,12 +100,13 @@ def main() -> None:
                 result[side]["compile_s"].append(float(_run(FIRST_VIEWS, tree, *args.presets, cache=cache)))
                 result[side]["cached_s"].append(float(_run(FIRST_VIEWS, tree, *args.presets, cache=cache)))
                 for name in args.presets:
-                    graph = json.loads(_run(GRAPH, tree, str(shards), name, cache=cache))
+                    graph = json.loads(_run(GRAPH, tree, str(shards), name, str(args.batch_size),
+                                            str(args.images // args.batch_size - 4), cache=cache))
                     result[side]["graph"].setdefault(name, []).append(graph)
     line = {"name": "views-cost", "date": time.strftime("%Y-%m-%d"), "git": _git("rev-parse", "HEAD"),
             "dirty": bool(_git("status", "--porcelain", "viewkit")), "baseline": _git("rev-parse", args.baseline),
             "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "presets": args.presets,
-            "rounds": args.rounds}
+            "rounds": args.rounds, "images": args.images, "batch_size": args.batch_size}
     print(f"{'':16} {'CPU ops':>9} {'GPU ops':>9} {'host core-ms/sample':>22}   (baseline -> this)")
     for name in args.presets:
         row = {}
@@ -117,6 +121,9 @@ def main() -> None:
         print(f"{name:16} {b['cpu']:>4} -> {t['cpu']:<3} {b['gpu']:>4} -> {t['gpu']:<3} "
               f"{b['host_core_ms_per_sample']:>9.3f} -> {t['host_core_ms_per_sample']:.3f} "
               f"({line['graphs'][name]['host_ratio']:.2f})")
+    ratios = [g["host_ratio"] for g in line["graphs"].values()]
+    line["host_ratio_geomean"] = statistics.geometric_mean(ratios)
+    print(f"host stage, geometric mean of the ratios: {line['host_ratio_geomean']:.2f}")
     for key in ("compile_s", "cached_s"):
         b, t = (statistics.median(result[side][key]) for side in trees)
         line[f"{key}_baseline"], line[f"{key}_this"], line[f"{key}_ratio"] = b, t, t / b
