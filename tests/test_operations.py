@@ -24,7 +24,6 @@ import pytest
 import torch
 from scipy import stats
 
-from viewkit import ViewLoader
 from viewkit.views import operations, recipes
 from viewkit.views.augment import GEOMETRY_ONLY, IMAGENET_MEAN, IMAGENET_STD
 from viewkit.views.compiled import kernel
@@ -32,6 +31,8 @@ from viewkit.views.draws import uniform
 from viewkit.views.families import Crops, Original, Recipe
 from viewkit.views.memory import views_of_images
 from viewkit.views.operations.random_erasing import RandomErasing, erased_box
+
+from test_views_keyed import outputs_by_id
 
 POSTERIZE_SLOT = 200
 
@@ -183,20 +184,11 @@ def test_operations_give_a_sample_the_same_views_under_one_and_two_ranks(embedde
                             size=24), name="mine")
     path = tmp_path / "mine.yaml"
     path.write_text(recipes.to_yaml(recipe))
-    found = []
-    for world, batch_size in ((1, 7), (2, 5)):
-        views = {}
-        for rank in range(world):
-            loader = ViewLoader(embedded_shards, str(path), batch_size, device="cpu", threads=1, rank=rank,
-                                world_size=world, drop_last=False, seed=3)
-            for batch in loader:
-                for i in torch.nonzero(batch["valid"]).flatten().tolist():
-                    views[int(batch["id"][i])] = batch["views"][:, i].clone()
-        found.append(views)
-    one, two = found
+    one, two = (outputs_by_id(embedded_shards, str(path), world, batch_size, {"views": 1})
+                for world, batch_size in ((1, 7), (2, 5)))
     assert sorted(one) == sorted(two) == list(range(60))
-    assert all(torch.equal(one[i], two[i]) for i in one)
-    erased = sum(int((one[i] == 0).all(dim=1).any(dim=(1, 2)).sum()) for i in one)
+    assert all(torch.equal(one[i]["views"], two[i]["views"]) for i in one)
+    erased = sum(int((one[i]["views"] == 0).all(dim=1).any(dim=(1, 2)).sum()) for i in one)
     assert 30 < erased < 90  # about half of 120 views
 
 

@@ -19,13 +19,14 @@ import numpy as np
 import pytest
 import torch
 
-from viewkit import ViewLoader
 from viewkit.views import recipes
 from viewkit.views.augment import GEOMETRY_ONLY
 from viewkit.views.draws import uniform
 from viewkit.views.families import Crops, PatchMasks, Recipe
 from viewkit.views.memory import views_of_images
 from viewkit.views.plan import make_plan
+
+from test_views_keyed import outputs_by_id
 
 IMAGE = np.random.default_rng(0).integers(0, 256, (40, 48, 3), np.uint8)
 
@@ -203,21 +204,12 @@ def test_patch_masks_are_the_same_per_id_under_one_and_two_ranks_and_from_yaml(e
     path = tmp_path / "tokens.yaml"
     path.write_text(recipes.to_yaml(recipe))
     assert "patch_masks:" in path.read_text() and recipes.get(str(path)) == recipe
-    found = []
-    for world, batch_size in ((1, 7), (2, 5)):
-        masks = {}
-        for rank in range(world):
-            loader = ViewLoader(embedded_shards, str(path), batch_size, device="cpu", threads=1, rank=rank,
-                                world_size=world, drop_last=False, seed=2)
-            for batch in loader:
-                for i in torch.nonzero(batch["valid"]).flatten().tolist():
-                    masks[int(batch["id"][i])] = (batch["tokens_context"][i].clone(),
-                                                  batch["tokens_targets"][i].clone())
-        found.append(masks)
-    one, two = found
+    keys = {"tokens_context": 0, "tokens_targets": 0}
+    one, two = (outputs_by_id(embedded_shards, str(path), world, batch_size, keys, seed=2)
+                for world, batch_size in ((1, 7), (2, 5)))
     assert sorted(one) == sorted(two) == list(range(60))
-    assert all(torch.equal(one[i][0], two[i][0]) and torch.equal(one[i][1], two[i][1]) for i in one)
-    assert len({tuple(one[i][0].flatten().tolist()) for i in one}) > 30  # ids draw their own
+    assert all(torch.equal(one[i][key], two[i][key]) for i in one for key in keys)
+    assert len({tuple(one[i]["tokens_context"].flatten().tolist()) for i in one}) > 30  # ids draw their own
 
 
 def test_patch_mask_settings_are_checked_with_the_fix_named():

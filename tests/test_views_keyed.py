@@ -14,18 +14,24 @@ from viewkit.views.operations.solarize import Solarize
 from viewkit.views.plan import make_plan
 
 
-def views_by_id(shards, world: int, batch_size: int, epoch: int = 0) -> dict:
-    recipe = recipes.get("logo", global_size=32, local_size=16)
+def outputs_by_id(shards, recipe, world: int, batch_size: int, keys, epoch: int = 0, seed: int = 3) -> dict:
+    """Sample id -> {key: its slice of the batch output `key`} over every rank of a world;
+    `keys` maps an output name to the axis that holds its samples."""
     found = {}
     for rank in range(world):
         loader = ViewLoader(shards, recipe, batch_size, device="cpu", threads=1, rank=rank, world_size=world,
-                            drop_last=False, seed=3)
+                            drop_last=False, seed=seed)
         loader.set_epoch(epoch)
         for batch in loader:
             for i in torch.nonzero(batch["valid"]).flatten().tolist():
-                found[int(batch["id"][i])] = {key: batch[key][:, i].clone()
-                                              for key in ("global", "local", "global_boxes", "local_flips")}
+                found[int(batch["id"][i])] = {key: batch[key].select(axis, i).clone() for key, axis in keys.items()}
     return found
+
+
+def views_by_id(shards, world: int, batch_size: int, epoch: int = 0) -> dict:
+    recipe = recipes.get("logo", global_size=32, local_size=16)
+    keys = dict.fromkeys(("global", "local", "global_boxes", "local_flips"), 1)
+    return outputs_by_id(shards, recipe, world, batch_size, keys, epoch)
 
 
 def test_a_sample_gets_the_same_views_under_one_and_two_ranks(embedded_shards):

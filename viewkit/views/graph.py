@@ -56,15 +56,14 @@ def _windows(plan: Plan, table_spec, context: Context) -> dict:
                 by_kernel[frames.rois].append((frames.name, view, index))
                 index += 1
         first += len(planned.rows)
-    own_rows = {id(view): k for k, (_, view, _) in enumerate(by_kernel["saliency_rois"], start=1)}
     for kind, views in by_kernel.items():
         if not views:
             continue
         if kind == "crop_rois":
             shared, rows, side = table_spec, [index for *_, index in views], ()
-        else:
+        else:  # a spec of their own rows, in order
             shared = operators.constant(spec([v.row for _, v, _ in views], context.seed, context.epoch))
-            rows, side = [own_rows[id(v)] for _, v, _ in views], context.side
+            rows, side = list(range(1, len(views) + 1)), context.side
         at = {r: name for (name, _, _), r in zip(views, rows)}
         for chunk in _chunks(rows):
             outputs = operators.call(kind, shared, context.sample_id, context.shape, *side, first=chunk[0])
